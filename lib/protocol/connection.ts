@@ -1,0 +1,558 @@
+/**
+ * Connection = framed socket + handshake + cipher states + envelope codec +
+ * heartbeat. It turns a TCP socket into a stream of validated messages in
+ * each direction, and closes on the first thing that is wrong.
+ *
+ * Sending: `send()` encodes at once (so a bad message throws to its caller)
+ * and queues; everything queued in the same event-loop turn is packed into
+ * segments, sealed as few Noise messages as fit, and written with one writev.
+ *
+ * Receiving: each frame is opened, split into segments, reassembled into
+ * envelopes (bounded), decoded and validated, then handed to `onMessage`.
+ * PING is answered with PONG here; any frame counts as a sign of life.
+ */
+import { MeshError } from '../errors.ts';
+import { FramedSocket } from '../framing/framed-socket.ts';
+import { connectSocket } from '../framing/connect-socket.ts';
+import { MAX_FRAME_LENGTH } from '../framing/frame-encoder.ts';
+import type { CipherState } from '../crypto/cipher-state.ts';
+import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
+import { defaultSuite } from '../crypto/suites.ts';
+import { PREAMBLE_LENGTH, PROTOCOL_VERSION } from './preamble.ts';
+import { DEFAULT_HEARTBEAT, negotiateHeartbeat } from './hello.ts';
+import type { Hello, HeartbeatSettings, RoleName } from './hello.ts';
+import { InitiatorHandshake, ResponderHandshake } from './handshake.ts';
+import type { HandshakeResult } from './handshake.ts';
+import { DEFAULT_MAX_PAYLOAD, EnvelopeCodec, maxEnvelopeLength } from './envelope-codec.ts';
+import type { EncodedEnvelope } from './envelope-codec.ts';
+import { packSegments, SegmentReader } from './segments.ts';
+import { Heartbeat } from './heartbeat.ts';
+import type { Message } from './messages.ts';
+
+/** The socket type FramedSocket owns (kept opaque above the framing layer). */
+export type RawSocket = ConstructorParameters<typeof FramedSocket>[0];
+
+/** Default handshake deadline, ms. */
+export const DEFAULT_HANDSHAKE_TIMEOUT = 5000;
+
+/**
+ * Largest frame accepted during the handshake: message 3 is 64 bytes plus a
+ * HELLO of well under 1 KiB. The full 65535 applies once it is complete.
+ */
+export const HANDSHAKE_MAX_FRAME = 2048;
+
+/** ERROR codes that, sent without a request id, end the connection. */
+export const FATAL_ERROR_CODES: ReadonlySet<string> = new Set([
+  'MESH_ERR_PROTOCOL',
+  'MESH_ERR_UNAUTHORIZED',
+  'MESH_ERR_FRAME_TOO_LARGE',
+  'MESH_ERR_ENVELOPE_TOO_LARGE',
+  'MESH_ERR_BACKPRESSURE',
+  'MESH_ERR_LIMIT',
+]);
+
+/** Callbacks of a Connection, called with the connection as `this`-free arguments. */
+export interface ConnectionHandlers {
+  /** A validated message (PING/PONG are handled inside and not passed on). */
+  onMessage(message: Message, connection: Connection): void;
+  /** Called once when the connection is closed; `undefined` after a clean local close. */
+  onClose(error: MeshError | undefined, connection: Connection): void;
+  /** The outbound buffer drained after a write reported backpressure. */
+  onDrain?(connection: Connection): void;
+}
+
+/** Counters of one connection. */
+export interface ConnectionStats {
+  framesSent: number;
+  framesReceived: number;
+  messagesSent: number;
+  messagesReceived: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+/** Options of both sides. */
+export interface ConnectionOptions {
+  /** This side's static key pair. */
+  readonly keyPair: KeyPair;
+  /** Crypto suite (default: node:crypto where available, else noble). */
+  readonly suite?: CryptoSuite | undefined;
+  /** This side's role. */
+  readonly role: RoleName;
+  /** This side's name, sent in HELLO. */
+  readonly name?: string | undefined;
+  /** Boot id, sent in HELLO (brokers). */
+  readonly bootId?: Uint8Array | undefined;
+  /** Heartbeat proposal (default DESIGN §8 values). */
+  readonly heartbeat?: HeartbeatSettings | undefined;
+  /** Largest payload this side accepts (default 1 MiB). */
+  readonly maxPayload?: number | undefined;
+  /** Handshake deadline in ms (default 5000). */
+  readonly handshakeTimeout?: number | undefined;
+  /** Aborts the handshake (not an established connection). */
+  readonly signal?: AbortSignal | undefined;
+  /** Outbound byte cap before the peer is cut off (default 8 MiB). */
+  readonly maxOutboundBytes?: number | undefined;
+  /** Outbound stall timeout in ms (default 10 000). */
+  readonly stallTimeout?: number | undefined;
+  /** Monotonic clock in ms (default performance.now). */
+  readonly now?: (() => number) | undefined;
+  /** Fixed ephemeral key: tests only. */
+  readonly ephemeral?: KeyPair | undefined;
+}
+
+/** Options of the initiator. */
+export interface ConnectOptions extends ConnectionOptions {
+  readonly host: string;
+  readonly port: number;
+  /** The responder's static public key (from its mesh:// address). */
+  readonly remoteKey: Uint8Array;
+}
+
+/** Options of the responder. */
+export interface AcceptOptions extends ConnectionOptions {
+  /**
+   * Decides after message 3 whether the initiator may stay: return a
+   * MeshError (e.g. MESH_ERR_UNAUTHORIZED) to send it as an encrypted ERROR
+   * and close.
+   */
+  readonly authorize?: ((remoteKey: Uint8Array, hello: Hello) => MeshError | undefined) | undefined;
+}
+
+const now = (): number => performance.now();
+
+/** Delay that counts as event-loop lag when a timer fires this late, ms. */
+const LAG_THRESHOLD = 50;
+
+/** An authenticated, encrypted message channel over one TCP connection. */
+export class Connection {
+  /** The peer's static public key. */
+  readonly remoteKey: Uint8Array;
+  /** The peer's HELLO. */
+  readonly remoteHello: Hello;
+  /** Noise handshake hash. */
+  readonly handshakeHash: Uint8Array;
+  /** Heartbeat timers both sides run by. */
+  readonly heartbeatSettings: HeartbeatSettings;
+  /** Counters since the handshake (transport frames and messages, PING/PONG included). */
+  readonly stats: ConnectionStats = { framesSent: 0, framesReceived: 0, messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0 };
+
+  readonly #framed: FramedSocket;
+  readonly #send: CipherState;
+  readonly #receive: CipherState;
+  readonly #codec: EnvelopeCodec;
+  readonly #segments: SegmentReader;
+  readonly #heartbeat: Heartbeat;
+  readonly #now: () => number;
+  readonly #peerMaxPayload: number;
+  #handlers: ConnectionHandlers;
+  #queue: EncodedEnvelope[] = [];
+  #flushScheduled = false;
+  #timer: NodeJS.Timeout | undefined;
+  #timerDue = 0;
+  #closed = false;
+  #closeError: MeshError | undefined;
+
+  private constructor(framed: FramedSocket, result: HandshakeResult, options: ConnectionOptions, handlers: ConnectionHandlers) {
+    this.#framed = framed;
+    this.#send = result.send;
+    this.#receive = result.receive;
+    this.remoteKey = result.remoteKey;
+    this.remoteHello = result.remoteHello;
+    this.handshakeHash = result.handshakeHash;
+    this.#handlers = handlers;
+    this.#now = options.now ?? now;
+    const maxPayload = options.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+    this.#codec = new EnvelopeCodec({ maxPayload });
+    this.#segments = new SegmentReader(maxEnvelopeLength(maxPayload));
+    this.#peerMaxPayload = result.remoteHello.maxPayload;
+    this.heartbeatSettings = negotiateHeartbeat(options.heartbeat ?? DEFAULT_HEARTBEAT, result.remoteHello.heartbeat);
+    this.#heartbeat = new Heartbeat(this.heartbeatSettings, this.#now());
+    this.#armTimer();
+  }
+
+  /** Connects to a responder and completes the handshake. */
+  static async connect(options: ConnectOptions, handlers: ConnectionHandlers): Promise<Connection> {
+    const deadline = options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT;
+    const started = performance.now();
+    const socket = await connectSocket({ host: options.host, port: options.port, signal: options.signal, timeout: deadline });
+    const remaining = Math.max(1, deadline - (performance.now() - started));
+    const handshake = new InitiatorHandshake({ suite: options.suite ?? defaultSuite(), keyPair: options.keyPair, hello: helloOf(options), ephemeral: options.ephemeral, remoteKey: options.remoteKey });
+    return runHandshake(socket, options, handlers, remaining, `${options.host}:${options.port}`, (io) => {
+      const { preamble, message1 } = handshake.start();
+      io.framed.writeRaw(preamble);
+      io.framed.writeFrame(message1);
+      return {
+        onPrefix: (bytes) => handshake.readPreamble(bytes),
+        onFrame: (frame) => {
+          io.framed.writeFrame(handshake.readMessage2(frame));
+          io.done(handshake.result());
+        },
+      };
+    });
+  }
+
+  /** Runs the responder side of the handshake on an accepted socket. */
+  static accept(socket: RawSocket, options: AcceptOptions, handlers: ConnectionHandlers): Promise<Connection> {
+    const handshake = new ResponderHandshake({ suite: options.suite ?? defaultSuite(), keyPair: options.keyPair, hello: helloOf(options), ephemeral: options.ephemeral });
+    const where = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    let step = 1;
+    return runHandshake(socket, options, handlers, options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT, where, (io) => ({
+      onPrefix: (bytes) => {
+        const { preamble, error } = handshake.readPreamble(bytes);
+        io.framed.writeRaw(preamble);
+        if (error) throw error;
+      },
+      onFrame: (frame) => {
+        if (step === 1) {
+          step = 3;
+          io.framed.writeFrame(handshake.readMessage1(frame));
+          return;
+        }
+        const result = handshake.readMessage3(frame);
+        const denied = options.authorize?.(result.remoteKey, result.remoteHello);
+        if (denied) {
+          io.refuse(result, denied);
+          return;
+        }
+        io.done(result);
+      },
+    }));
+  }
+
+  /** Whether close has begun. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Why the connection closed, once it has. */
+  get closeError(): MeshError | undefined {
+    return this.#closeError;
+  }
+
+  /** Bytes waiting in the socket's send buffer. */
+  get writableLength(): number {
+    return this.#framed.writableLength;
+  }
+
+  /** Remote address as `host:port`. */
+  get remoteAddress(): string {
+    return `${this.#framed.remoteAddress ?? '?'}:${this.#framed.remotePort ?? '?'}`;
+  }
+
+  /** Largest payload the peer accepts. */
+  get peerMaxPayload(): number {
+    return this.#peerMaxPayload;
+  }
+
+  /** Replaces the handlers (e.g. when a session takes the connection over). */
+  setHandlers(handlers: ConnectionHandlers): void {
+    this.#handlers = handlers;
+  }
+
+  /**
+   * Tells the heartbeat whether requests are in flight on this connection:
+   * fast pings and a 600 ms death sentence while they are, slow pings idle.
+   */
+  setActive(active: boolean): void {
+    if (this.#closed || active === this.#heartbeat.active) return;
+    this.#heartbeat.setActive(active, this.#now());
+    this.#armTimer();
+  }
+
+  /**
+   * Queues a message for this turn's batch. Throws a MeshError for a message
+   * that cannot be encoded (e.g. a payload over the peer's limit); returns
+   * false when the connection is closed (nothing is sent).
+   */
+  send(message: Message): boolean {
+    if (this.#closed) return false;
+    this.#queue.push(this.#codec.encode(message, this.#peerMaxPayload));
+    this.stats.messagesSent++;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(this.#flush);
+    }
+    return true;
+  }
+
+  /** Seals and writes everything queued now, without waiting for the end of the turn. */
+  flush(): void {
+    this.#flush();
+  }
+
+  /**
+   * Closes the connection (idempotent). Without an error, queued messages are
+   * flushed first; with one, the socket is destroyed at once. `notify`
+   * sends the error to the peer as a connection-level ERROR first.
+   */
+  close(error?: MeshError, options: { notify?: boolean } = {}): void {
+    if (this.#closed) return;
+    if (error && options.notify) {
+      this.send({ type: 'ERROR', code: error.code, retryable: error.retryable, text: error.message });
+      this.#flush();
+    } else if (!error) {
+      this.#flush();
+    }
+    this.#closed = true;
+    this.#closeError = error;
+    this.#stopTimer();
+    this.#framed.close(error && !options.notify ? error : undefined);
+  }
+
+  // ------------------------------------------------------------ internals
+
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    if (this.#queue.length === 0 || this.#framed.closed) {
+      this.#queue = [];
+      return;
+    }
+    const plaintexts = packSegments(this.#queue);
+    this.#queue = [];
+    const frames: Uint8Array[] = [];
+    try {
+      for (const p of plaintexts) frames.push(this.#send.encryptWithAd(EMPTY, p));
+    } catch (error) {
+      this.#fail(error instanceof MeshError ? error : new MeshError('MESH_ERR_CRYPTO', 'sealing failed', { cause: error }));
+      return;
+    }
+    this.stats.framesSent += frames.length;
+    for (const f of frames) this.stats.bytesSent += f.length + 2;
+    this.#framed.writeFrames(frames);
+  };
+
+  /** Called by the FramedSocket for every transport frame. */
+  onFrame(frame: Buffer): void {
+    if (this.#closed) return;
+    this.#heartbeat.received(this.#now());
+    this.stats.framesReceived++;
+    this.stats.bytesReceived += frame.length + 2;
+    // A frame that fails to open ends the connection at once (thrown to the FramedSocket).
+    const plaintext = this.#receive.decryptWithAd(EMPTY, frame);
+    try {
+      this.#segments.push(plaintext, this.#onEnvelope);
+    } catch (error) {
+      // Malformed segments or reassembly over its bound: tell the peer, then close.
+      this.close(error instanceof MeshError ? error : new MeshError('MESH_ERR_PROTOCOL', 'malformed transport message', { cause: error }), { notify: true });
+    }
+  }
+
+  readonly #onEnvelope = (envelope: Uint8Array): void => {
+    if (this.#closed) return;
+    let message: Message;
+    try {
+      message = this.#codec.decode(envelope);
+    } catch (error) {
+      this.close(error instanceof MeshError ? error : new MeshError('MESH_ERR_PROTOCOL', 'undecodable envelope', { cause: error }), { notify: true });
+      return;
+    }
+    this.stats.messagesReceived++;
+    switch (message.type) {
+      case 'PING':
+        this.send({ type: 'PONG' });
+        return;
+      case 'PONG':
+        return;
+      case 'ERROR':
+        if (message.id === undefined && FATAL_ERROR_CODES.has(message.code)) {
+          const code = message.code as ConstructorParameters<typeof MeshError>[0];
+          this.#fail(new MeshError(code, `peer closed the connection: ${message.text}`, { retryable: message.retryable }));
+          return;
+        }
+        break;
+      default:
+        break;
+    }
+    this.#handlers.onMessage(message, this);
+  };
+
+  /** Called by the FramedSocket once, when the socket is closed. */
+  onSocketClose(error: MeshError | undefined): void {
+    this.#stopTimer();
+    const reported = this.#closeError ?? error;
+    this.#closed = true;
+    this.#closeError = reported;
+    this.#handlers.onClose(reported, this);
+  }
+
+  /** Called by the FramedSocket when its outbound buffer drained. */
+  onDrain(): void {
+    this.#handlers.onDrain?.(this);
+  }
+
+  #fail(error: MeshError): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closeError = error;
+    this.#stopTimer();
+    this.#queue = [];
+    this.#framed.close(error);
+  }
+
+  #armTimer(): void {
+    this.#stopTimer();
+    if (this.#closed) return;
+    const delay = this.#heartbeat.nextCheck(this.#now());
+    this.#timerDue = this.#now() + delay;
+    this.#timer = setTimeout(this.#onTimer, delay);
+    this.#timer.unref();
+  }
+
+  #stopTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = undefined;
+    if (this.#closed) return;
+    const t = this.#now();
+    // A timer that fires late means this process was not running: that
+    // silence is ours, not the peer's (DESIGN §8).
+    const lag = t - this.#timerDue;
+    if (lag > LAG_THRESHOLD) this.#heartbeat.stretch(lag);
+    const action = this.#heartbeat.check(t);
+    if (action === 'dead') {
+      this.#fail(new MeshError('MESH_ERR_HEARTBEAT', `peer ${this.remoteAddress} silent for ${Math.round(this.#heartbeat.silence(t))} ms`));
+      return;
+    }
+    if (action === 'ping') this.send({ type: 'PING' });
+    this.#armTimer();
+  };
+
+  /** @internal Builds the established connection around a finished handshake. */
+  static establish(framed: FramedSocket, result: HandshakeResult, options: ConnectionOptions, handlers: ConnectionHandlers): Connection {
+    return new Connection(framed, result, options, handlers);
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function helloOf(options: ConnectionOptions): Hello {
+  return {
+    role: options.role,
+    name: options.name,
+    bootId: options.bootId,
+    version: PROTOCOL_VERSION,
+    heartbeat: options.heartbeat ?? DEFAULT_HEARTBEAT,
+    maxPayload: options.maxPayload ?? DEFAULT_MAX_PAYLOAD,
+  };
+}
+
+interface HandshakeIo {
+  readonly framed: FramedSocket;
+  done(result: HandshakeResult): void;
+  refuse(result: HandshakeResult, error: MeshError): void;
+}
+
+interface HandshakeSteps {
+  onPrefix(bytes: Buffer): void;
+  onFrame(frame: Buffer): void;
+}
+
+/**
+ * Runs one side's handshake over a fresh socket: wires a FramedSocket whose
+ * handlers first drive the handshake, then hand frames to the Connection.
+ * Resolves with the Connection, or rejects (and closes the socket) on the
+ * first error, the deadline or the abort signal.
+ */
+function runHandshake(
+  socket: RawSocket,
+  options: ConnectionOptions,
+  handlers: ConnectionHandlers,
+  timeoutMs: number,
+  where: string,
+  begin: (io: HandshakeIo) => HandshakeSteps,
+): Promise<Connection> {
+  return new Promise<Connection>((resolve, reject) => {
+    let connection: Connection | undefined;
+    let settled = false;
+    let steps: HandshakeSteps | undefined;
+    const signal = options.signal;
+
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const failHandshake = (error: MeshError): void => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      reject(error);
+    };
+
+    const framed = new FramedSocket(
+      socket,
+      { prefixLength: PREAMBLE_LENGTH, maxFrameLength: HANDSHAKE_MAX_FRAME, maxOutboundBytes: options.maxOutboundBytes, stallTimeout: options.stallTimeout },
+      {
+        onPrefix: (bytes) => steps!.onPrefix(bytes),
+        onFrame: (frame) => {
+          if (connection) connection.onFrame(frame);
+          else steps!.onFrame(frame);
+        },
+        onDrain: () => connection?.onDrain(),
+        onClose: (error) => {
+          if (connection) {
+            connection.onSocketClose(error);
+            return;
+          }
+          failHandshake(handshakeError(error, where));
+        },
+      },
+    );
+
+    const timer = setTimeout(() => {
+      const e = new MeshError('MESH_ERR_HANDSHAKE_TIMEOUT', `handshake with ${where} did not complete within ${timeoutMs} ms`);
+      failHandshake(e);
+      framed.close(e);
+    }, timeoutMs);
+    const onAbort = (): void => {
+      const e = new MeshError('MESH_ERR_ABORTED', `handshake with ${where} aborted`, { cause: signal?.reason });
+      failHandshake(e);
+      framed.close(e);
+    };
+    if (signal?.aborted) {
+      onAbort();
+      return;
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+
+    const io: HandshakeIo = {
+      framed,
+      done: (result) => {
+        if (settled) return;
+        settled = true;
+        cleanup();
+        framed.maxFrameLength = MAX_FRAME_LENGTH;
+        connection = Connection.establish(framed, result, options, handlers);
+        resolve(connection);
+      },
+      refuse: (result, error) => {
+        // Seal the refusal with the fresh transport keys so the initiator learns why.
+        const c = Connection.establish(framed, result, options, { onMessage: () => {}, onClose: () => {} });
+        connection = c;
+        failHandshake(error);
+        c.close(error, { notify: true });
+      },
+    };
+    try {
+      steps = begin(io);
+    } catch (error) {
+      const e = handshakeError(error, where);
+      failHandshake(e);
+      framed.close(e);
+    }
+  });
+}
+
+function handshakeError(error: unknown, where: string): MeshError {
+  if (error instanceof MeshError) {
+    if (error.code === 'MESH_ERR_CONNECTION') {
+      return new MeshError('MESH_ERR_HANDSHAKE', `connection to ${where} closed during the handshake`, { cause: error, retryable: true });
+    }
+    return error;
+  }
+  if (error === undefined) return new MeshError('MESH_ERR_HANDSHAKE', `handshake with ${where} closed`);
+  return new MeshError('MESH_ERR_HANDSHAKE', `handshake with ${where} failed`, { cause: error });
+}

@@ -1,0 +1,128 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Connection } from '../../lib/protocol/connection.ts';
+import type { Message, RequestMessage } from '../../lib/protocol/messages.ts';
+import { getSuite } from '../../lib/crypto/suites.ts';
+import type { SuiteName } from '../../lib/crypto/suites.ts';
+import { MeshError } from '../../lib/errors.ts';
+import { TamperProxy, TestServer, waitFor } from '../helpers/raw-peer.ts';
+
+const MiB = 1024 * 1024;
+
+async function pair(initiatorSuite: SuiteName, responderSuite: SuiteName, extra: { heartbeat?: { idleMs: number; activeMs: number; deadMs: number } } = {}) {
+  const serverKey = getSuite(responderSuite).generateKeyPair();
+  const clientKey = getSuite(initiatorSuite).generateKeyPair();
+  const server = new TestServer({ keyPair: serverKey, suite: getSuite(responderSuite), role: 'broker', name: 'b1', bootId: randomBytes(16), ...extra });
+  const port = await server.listen();
+  const received: Message[] = [];
+  const closes: Array<MeshError | undefined> = [];
+  const client = await Connection.connect(
+    { host: '127.0.0.1', port, remoteKey: serverKey.publicKey, keyPair: clientKey, suite: getSuite(initiatorSuite), role: 'node', name: 'n1', ...extra },
+    { onMessage: (m) => received.push(m), onClose: (e) => closes.push(e) },
+  );
+  await server.until(() => server.accepted.length === 1, 5000, 'accept');
+  return { server, client, serverConn: server.accepted[0]!, received, closes, serverKey, clientKey };
+}
+
+const request = (payload: Uint8Array, i = 0): RequestMessage => ({ type: 'REQUEST', id: Buffer.alloc(16, i), service: 'echo', attempt: 1, dup: false, ttl: 1000, payload });
+
+for (const [a, b] of [['node', 'node'], ['noble', 'noble'], ['node', 'noble'], ['noble', 'node']] as Array<[SuiteName, SuiteName]>) {
+  test(`handshake and 1 MiB envelopes both ways (${a} initiator, ${b} responder)`, async () => {
+    const { server, client, serverConn, received, closes, serverKey, clientKey } = await pair(a, b);
+    try {
+      assert.deepEqual(Buffer.from(client.remoteKey), Buffer.from(serverKey.publicKey));
+      assert.deepEqual(Buffer.from(serverConn.remoteKey), Buffer.from(clientKey.publicKey));
+      assert.deepEqual(Buffer.from(client.handshakeHash), Buffer.from(serverConn.handshakeHash));
+      assert.equal(client.remoteHello.role, 'broker');
+      assert.equal(client.remoteHello.name, 'b1');
+      assert.equal(serverConn.remoteHello.role, 'node');
+      const up = randomBytes(MiB);
+      const down = randomBytes(MiB);
+      client.send(request(up));
+      serverConn.send({ type: 'REPLY', id: Buffer.alloc(16, 0), payload: down });
+      await server.until(() => server.messages.length === 1, 10_000, 'request');
+      await waitFor(() => received.length === 1, 10_000, 'reply');
+      const got = server.messages[0]!.message as RequestMessage;
+      assert.equal(got.type, 'REQUEST');
+      assert.ok(Buffer.from(got.payload).equals(up));
+      const reply = received[0]!;
+      assert.ok(reply.type === 'REPLY' && Buffer.from(reply.payload).equals(down));
+      assert.deepEqual(closes, []);
+    } finally {
+      client.close();
+      await server.close();
+    }
+  });
+}
+
+test('messages sent in one turn travel in one sealed frame, in order', async () => {
+  const { server, client } = await pair('node', 'node');
+  try {
+    const before = client.stats.framesSent;
+    for (let i = 0; i < 100; i++) client.send(request(Buffer.from([i]), i));
+    await server.until(() => server.messages.length === 100, 5000, '100 requests');
+    assert.equal(client.stats.framesSent - before, 1);
+    assert.deepEqual(server.messages.map((m) => (m.message as RequestMessage).payload[0]), Array.from({ length: 100 }, (_, i) => i));
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+test('a payload over the peer limit is refused locally, and the connection stays up', async () => {
+  const { server, client } = await pair('node', 'node');
+  try {
+    assert.throws(() => client.send(request(new Uint8Array(MiB + 1))), (e: unknown) => e instanceof MeshError && e.code === 'MESH_ERR_ENVELOPE_TOO_LARGE');
+    client.send(request(Buffer.from('ok')));
+    await server.until(() => server.messages.length === 1);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+test('idle connections ping and stay up; close() is idempotent and reports a clean close once', async () => {
+  const heartbeat = { idleMs: 40, activeMs: 20, deadMs: 80 };
+  const { server, client, closes } = await pair('node', 'node', { heartbeat });
+  try {
+    const t0 = client.stats.framesReceived;
+    await new Promise((r) => setTimeout(r, 400));
+    assert.ok(client.stats.framesReceived - t0 >= 3, `PONGs and PINGs arrived (${client.stats.framesReceived - t0})`);
+    assert.equal(client.closed, false);
+    client.close();
+    client.close();
+    await waitFor(() => closes.length === 1);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(closes, [undefined]);
+    await server.until(() => server.closes.length === 1);
+    assert.equal(server.closes[0]!.error?.code, 'MESH_ERR_CONNECTION');
+  } finally {
+    await server.close();
+  }
+});
+
+test('a frozen peer is declared dead within the active heartbeat bound', async () => {
+  const serverKey = getSuite('node').generateKeyPair();
+  const heartbeat = { idleMs: 1000, activeMs: 50, deadMs: 150 };
+  const server = new TestServer({ keyPair: serverKey, role: 'broker', heartbeat });
+  const proxy = new TamperProxy(await server.listen());
+  const closes: Array<MeshError | undefined> = [];
+  const client = await Connection.connect(
+    { host: '127.0.0.1', port: await proxy.listen(), remoteKey: serverKey.publicKey, keyPair: getSuite('node').generateKeyPair(), role: 'node', heartbeat },
+    { onMessage: () => {}, onClose: (e) => closes.push(e) },
+  );
+  try {
+    proxy.frozen = true; // nothing gets through any more, but TCP stays up
+    const frozenAt = performance.now();
+    client.setActive(true);
+    await waitFor(() => closes.length === 1, 3000, 'heartbeat death');
+    const took = performance.now() - frozenAt;
+    assert.equal(closes[0]?.code, 'MESH_ERR_HEARTBEAT');
+    assert.ok(took < 1500, `declared dead after ${Math.round(took)} ms`);
+  } finally {
+    client.close();
+    await proxy.close();
+    await server.close();
+  }
+});
