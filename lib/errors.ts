@@ -23,7 +23,7 @@ export const ErrorCodes = {
   MESH_ERR_HANDSHAKE: { retryable: false, wire: false, summary: 'The Noise handshake failed: wrong responder key, a tampered, truncated or replayed handshake message, or a malformed HELLO.' },
   MESH_ERR_HANDSHAKE_TIMEOUT: { retryable: true, wire: false, summary: 'The handshake did not complete within its deadline (default 5 s).' },
   MESH_ERR_DECRYPT: { retryable: false, wire: false, summary: 'A transport frame failed authentication (tampered or corrupted). The connection is closed at once.' },
-  MESH_ERR_FRAME_TOO_LARGE: { retryable: false, wire: true, summary: 'A frame length is over the negotiated maximum. The connection is closed as soon as the length is read.' },
+  MESH_ERR_FRAME_TOO_LARGE: { retryable: false, wire: false, summary: 'A frame length is over the negotiated maximum. The connection is closed as soon as the length is read.' },
   MESH_ERR_ENVELOPE_TOO_LARGE: { retryable: false, wire: true, summary: 'An envelope (or its reassembly across segments) is over the maximum envelope size.' },
   MESH_ERR_BAD_KEY: { retryable: false, wire: false, summary: 'A public or private key is malformed, all-zero or of low order (the Diffie-Hellman result would be all zeros).' },
   MESH_ERR_KEY_FILE: { retryable: false, wire: false, summary: 'A key file cannot be read or written, is malformed, or is readable by group or others.' },
