@@ -1,4 +1,172 @@
-export function main(_argv: string[]): Promise<number> {
-  console.log('meshd');
-  return Promise.resolve(0);
+/**
+ * The meshd command line: assembles the commands of bin/commands/ into one
+ * yargs parser and maps outcomes to exit codes. Thin by design (DESIGN §2):
+ * commands parse flags and call lib/index.ts.
+ *
+ * Exit codes: 0 success, 1 a MeshError (printed as `CODE: message`) or other
+ * failure, 2 a usage error (unknown command or flag, missing or bad flag).
+ * Option values come from flags, then MESHD_* environment variables.
+ */
+
+import { readFileSync } from 'node:fs';
+import yargs from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
+import { MeshError } from '../lib/index.ts';
+import { address } from './commands/address.ts';
+import { keygen } from './commands/keygen.ts';
+import { pubkey } from './commands/pubkey.ts';
+import { CONTEXT_KEY, docsEpilogue, givenOnCommandLine, println } from './context.ts';
+import type { CliContext, CliIO, MeshdCommand } from './context.ts';
+
+/** Exit codes of meshd. */
+export const ExitCode = { OK: 0, FAILURE: 1, USAGE: 2 } as const;
+
+/** MESHD_OUT fills --out, MESHD_KEY fills --key, and so on. */
+export const ENV_PREFIX = 'MESHD';
+
+/**
+ * A command with its argument type erased. Each module's argument type
+ * matters only inside the module; a list of modules with different ones has
+ * no common yargs type, and yargs does not look at it.
+ */
+function untyped<Args>(command: MeshdCommand<Args>): CommandModule {
+  return command as unknown as CommandModule;
+}
+
+/** The commands, in the order `meshd --help` lists them. A new command is added here only. */
+const COMMANDS: readonly CommandModule[] = [untyped(keygen), untyped(pubkey), untyped(address)];
+
+/** The command names, for error hints. */
+const COMMAND_NAMES: readonly string[] = COMMANDS.map((c) => String(c.command).split(' ')[0] ?? '');
+
+/** A command-line mistake: reported with a hint and exit code 2. */
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+}
+
+/** yargs-parser's name for a variable's option: MESHD_KEY_FILE -> keyFile. */
+function envOptionName(variable: string): string {
+  const first = variable.slice(ENV_PREFIX.length + 1).split('__')[0] ?? '';
+  return first.toLowerCase().replace(/[-_]+(.)/g, (_m, c: string) => c.toUpperCase());
+}
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** The part of yargs' instance API that @types/yargs does not declare. */
+interface OptionsView {
+  getOptions(): { key: Record<string, unknown>; alias: Record<string, string[]> };
+}
+
+function hasOptionsView(y: unknown): y is OptionsView {
+  return typeof (y as Partial<OptionsView>).getOptions === 'function';
+}
+
+/**
+ * A middleware that drops values yargs took from MESHD_* variables naming no
+ * option of the running command. MESHD_OUT is for keygen; without this,
+ * strict mode would reject it as an unknown argument of every other command.
+ */
+function scopeEnv(y: Argv, ctx: CliContext, env: NodeJS.ProcessEnv) {
+  return (argv: Record<string, unknown>): void => {
+    if (!hasOptionsView(y)) return;
+    const options = y.getOptions();
+    const known = new Set<string>();
+    for (const name of [...Object.keys(options.key), ...Object.values(options.alias).flat()]) {
+      known.add(name);
+      known.add(envOptionName(`${ENV_PREFIX}_${name}`));
+    }
+    for (const variable of Object.keys(env)) {
+      if (!variable.startsWith(`${ENV_PREFIX}_`)) continue;
+      const name = envOptionName(variable);
+      if (name === '' || known.has(name)) continue;
+      // An unknown flag given on the command line must still be reported.
+      if (givenOnCommandLine(ctx, name) || givenOnCommandLine(ctx, kebab(name))) continue;
+      delete argv[name];
+      delete argv[kebab(name)];
+    }
+  };
+}
+
+/** The parser for one run; its handlers reach `ctx` through the parse context. */
+function buildParser(ctx: CliContext): Argv {
+  const y = yargs()
+    .scriptName('meshd')
+    .usage('$0 <command> [options]\n\nmeshd: a brokered request-reply mesh with Noise-encrypted, authenticated connections. Results go to stdout, notes and errors to stderr.')
+    .demandCommand(1, 'no command given')
+    .strict()
+    .recommendCommands()
+    .env(ENV_PREFIX)
+    .help()
+    .version(packageVersion())
+    .locale('en')
+    .exitProcess(false)
+    .fail((msg: string | null | undefined, err: Error | null | undefined) => {
+      if (err instanceof MeshError) throw err;
+      throw new UsageError(msg ?? err?.message ?? 'invalid command line');
+    })
+    .example('$0 keygen --out broker.key', 'create a key pair, print the public key')
+    .example('$0 pubkey broker.key', 'print the public key of a key file')
+    .example('$0 address --key broker.key --host 10.0.0.5 --port 7000', 'print the broker address')
+    .epilogue(
+      `Options: a flag wins over its MESHD_* variable (MESHD_OUT for --out, MESHD_HOST for --host, ...).\n` +
+        `Exit codes: 0 success, 1 error (printed as MESH_ERR_CODE: message), 2 usage error.\n` +
+        docsEpilogue(),
+    );
+  for (const command of COMMANDS) y.command(command);
+  return y.middleware(scopeEnv(y, ctx, process.env), true);
+}
+
+/** The command named on the command line, if any (for the usage hint). */
+function commandIn(args: readonly string[]): string | undefined {
+  return args.find((a) => COMMAND_NAMES.includes(a));
+}
+
+function report(err: unknown, ctx: CliContext): number {
+  const { stderr } = ctx.io;
+  if (err instanceof UsageError) {
+    const command = commandIn(ctx.args);
+    const full = command === undefined ? 'meshd' : `meshd ${command}`;
+    let message = err.message;
+    const first = ctx.args.find((a) => !a.startsWith('-'));
+    if (command === undefined && first !== undefined && (message.startsWith('Did you mean') || message === `Unknown argument: ${first}`)) {
+      message = `unknown command '${first}'${message.startsWith('Did you mean') ? `. ${message}` : ''}`;
+    }
+    println(stderr, `${full}: ${message}`);
+    println(stderr, `Run '${full} --help' for usage and examples.`);
+    return ExitCode.USAGE;
+  }
+  if (err instanceof MeshError) {
+    println(stderr, err.toString());
+    return ExitCode.FAILURE;
+  }
+  // Not a MeshError: a bug, so the stack helps.
+  const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  println(stderr, `meshd: unexpected error: ${text}`);
+  return ExitCode.FAILURE;
+}
+
+/**
+ * Runs the meshd command line `argv` (without node and the script) and
+ * resolves to the exit code; it never rejects. All output goes to `io`.
+ */
+export async function main(argv: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const ctx: CliContext = { io, args: [...argv], exitCode: ExitCode.OK };
+  let output = '';
+  try {
+    // With a callback, yargs hands --help and --version text over instead of printing it.
+    await buildParser(ctx).parseAsync(argv, { [CONTEXT_KEY]: ctx }, (_err, _argv, text) => {
+      output = text;
+    });
+  } catch (err) {
+    return report(err, ctx);
+  }
+  if (output.length > 0) println(io.stdout, output);
+  return ctx.exitCode;
 }

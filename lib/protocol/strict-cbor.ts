@@ -33,65 +33,76 @@ function fail(message: string): never {
   throw new MeshError('MESH_ERR_PROTOCOL', `malformed header CBOR: ${message}`);
 }
 
-/**
- * Checks that `bytes` hold exactly one CBOR map in the header subset.
- * Throws MESH_ERR_PROTOCOL naming the first problem.
- */
-export function checkHeaderCbor(bytes: Uint8Array): void {
-  if (bytes.length === 0) fail('empty header');
-  if (bytes[0]! >> 5 !== MAJOR_MAP) fail('header is not a map');
-  let pos = 0;
-  let items = 0;
+/** Walks one header item by item; a class so nothing is re-created per call. */
+class Scanner {
+  pos = 0;
+  items = 0;
+  readonly bytes: Uint8Array;
 
-  // Reads the argument of the item whose initial byte is at `pos`.
-  const readArgument = (info: number): number => {
+  constructor(bytes: Uint8Array) {
+    this.bytes = bytes;
+  }
+
+  /** Reads the argument of an item whose additional info is `info`. */
+  argument(info: number): number {
     if (info < 24) return info;
     const size = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : 0;
     if (size === 0) fail(info === 31 ? 'indefinite length' : `reserved additional info ${info}`);
-    if (pos + size > bytes.length) fail('truncated length');
+    const bytes = this.bytes;
+    if (this.pos + size > bytes.length) fail('truncated length');
     let value = 0;
-    for (let i = 0; i < size; i++) value = value * 256 + bytes[pos + i]!;
+    for (let i = 0; i < size; i++) value = value * 256 + bytes[this.pos + i]!;
     if (value > Number.MAX_SAFE_INTEGER) fail('integer too large');
-    pos += size;
+    this.pos += size;
     return value;
-  };
+  }
 
-  const walk = (depth: number): void => {
+  item(depth: number): void {
     if (depth > MAX_DEPTH) fail(`nesting deeper than ${MAX_DEPTH}`);
-    if (++items > MAX_ITEMS) fail(`more than ${MAX_ITEMS} items`);
-    if (pos >= bytes.length) fail('truncated item');
-    const initial = bytes[pos++]!;
+    if (++this.items > MAX_ITEMS) fail(`more than ${MAX_ITEMS} items`);
+    const bytes = this.bytes;
+    if (this.pos >= bytes.length) fail('truncated item');
+    const initial = bytes[this.pos++]!;
     const major = initial >> 5;
     const info = initial & 0x1f;
     switch (major) {
       case MAJOR_UINT:
-        readArgument(info);
+        this.argument(info);
         return;
       case MAJOR_BYTES:
       case MAJOR_TEXT: {
-        const length = readArgument(info);
-        if (pos + length > bytes.length) fail('string runs past the end');
-        pos += length;
+        const length = this.argument(info);
+        if (this.pos + length > bytes.length) fail('string runs past the end');
+        this.pos += length;
         return;
       }
       case MAJOR_ARRAY: {
-        const count = readArgument(info);
-        if (count > bytes.length - pos) fail('array longer than the header');
-        for (let i = 0; i < count; i++) walk(depth + 1);
+        const count = this.argument(info);
+        if (count > bytes.length - this.pos) fail('array longer than the header');
+        for (let i = 0; i < count; i++) this.item(depth + 1);
         return;
       }
       case MAJOR_MAP: {
-        const count = readArgument(info);
-        if (count * 2 > bytes.length - pos) fail('map longer than the header');
-        const keys = new Set<number>();
+        const count = this.argument(info);
+        if (count * 2 > bytes.length - this.pos) fail('map longer than the header');
+        // Keys are small integers in practice: a bitmask catches duplicates below 32.
+        let seen = 0;
+        let big: Set<number> | undefined;
         for (let i = 0; i < count; i++) {
-          if (pos >= bytes.length) fail('truncated map');
-          if (bytes[pos]! >> 5 !== MAJOR_UINT) fail('map keys must be unsigned integers');
-          if (++items > MAX_ITEMS) fail(`more than ${MAX_ITEMS} items`);
-          const key = readArgument(bytes[pos++]! & 0x1f);
-          if (keys.has(key)) fail(`duplicate map key ${key}`);
-          keys.add(key);
-          walk(depth + 1);
+          if (this.pos >= bytes.length) fail('truncated map');
+          if (bytes[this.pos]! >> 5 !== MAJOR_UINT) fail('map keys must be unsigned integers');
+          if (++this.items > MAX_ITEMS) fail(`more than ${MAX_ITEMS} items`);
+          const key = this.argument(bytes[this.pos++]! & 0x1f);
+          if (key < 32) {
+            const bit = 1 << key;
+            if (seen & bit) fail(`duplicate map key ${key}`);
+            seen |= bit;
+          } else {
+            big ??= new Set<number>();
+            if (big.has(key)) fail(`duplicate map key ${key}`);
+            big.add(key);
+          }
+          this.item(depth + 1);
         }
         return;
       }
@@ -102,10 +113,19 @@ export function checkHeaderCbor(bytes: Uint8Array): void {
       default:
         fail(major === 1 ? 'negative integers are not allowed' : 'tags are not allowed');
     }
-  };
+  }
+}
 
-  walk(1);
-  if (pos !== bytes.length) fail(`${bytes.length - pos} trailing bytes after the header map`);
+/**
+ * Checks that `bytes` hold exactly one CBOR map in the header subset.
+ * Throws MESH_ERR_PROTOCOL naming the first problem.
+ */
+export function checkHeaderCbor(bytes: Uint8Array): void {
+  if (bytes.length === 0) fail('empty header');
+  if (bytes[0]! >> 5 !== MAJOR_MAP) fail('header is not a map');
+  const scanner = new Scanner(bytes);
+  scanner.item(1);
+  if (scanner.pos !== bytes.length) fail(`${bytes.length - scanner.pos} trailing bytes after the header map`);
 }
 
 /** A value in a header: the CBOR subset as JavaScript values. */

@@ -1,0 +1,74 @@
+/**
+ * What every meshd command shares: where output goes, how a command reaches
+ * it, and small helpers for the help text. A command is a yargs
+ * CommandModule in bin/commands/<name>.ts; bin/cli.ts assembles them.
+ *
+ * Commands write only through `contextOf(argv).io`, never to process.stdout
+ * or console, so `main()` can run in-process with captured output.
+ */
+
+import type { CommandModule } from 'yargs';
+
+/** Anything text can be written to: a stream or a test's collector. */
+export interface Output {
+  write(text: string): unknown;
+}
+
+/** The two output channels: results on stdout, notes and errors on stderr. */
+export interface CliIO {
+  readonly stdout: Output;
+  readonly stderr: Output;
+}
+
+/** Per-run state handed to command handlers through the yargs parse context. */
+export interface CliContext {
+  readonly io: CliIO;
+  /** The command-line arguments main() parsed (without node and the script). */
+  readonly args: readonly string[];
+  /** The exit code main() returns when the handler finishes without throwing. Default 0. */
+  exitCode: number;
+}
+
+/**
+ * The key of the context in yargs' parse context (and so in every handler's
+ * argv). It cannot collide with an option: option names never start with `$`.
+ */
+export const CONTEXT_KEY = '$meshd';
+
+/** A meshd command: a yargs CommandModule whose handler finds its context with {@link contextOf}. */
+export type MeshdCommand<Args = object> = CommandModule<object, Args>;
+
+function isContext(value: unknown): value is CliContext {
+  return typeof value === 'object' && value !== null && 'io' in value && 'args' in value && 'exitCode' in value;
+}
+
+/** The context of the current run, from a handler's argv. Throws if the command was not run by main(). */
+export function contextOf(argv: Readonly<Record<string, unknown>>): CliContext {
+  const ctx = argv[CONTEXT_KEY];
+  if (!isContext(ctx)) throw new Error(`meshd command run without a context (${CONTEXT_KEY}); run it through main() in bin/cli.ts`);
+  return ctx;
+}
+
+/**
+ * True when the long option `--name` (or `--name=V`, `--no-name`) is on the
+ * command line itself, as opposed to filled in from a MESHD_* variable.
+ * Arguments after `--` do not count.
+ */
+export function givenOnCommandLine(ctx: CliContext, name: string): boolean {
+  for (const arg of ctx.args) {
+    if (arg === '--') return false;
+    if (arg === `--${name}` || arg.startsWith(`--${name}=`) || arg === `--no-${name}`) return true;
+  }
+  return false;
+}
+
+/** Writes one line (a newline is added). */
+export function println(out: Output, line: string): void {
+  out.write(`${line}\n`);
+}
+
+/** The epilogue of a command's --help: where its full reference is. */
+export function docsEpilogue(anchor?: string): string {
+  const where = anchor === undefined ? 'docs/cli.md' : `docs/cli.md#${anchor}`;
+  return `Full reference: ${where} in the meshd package.`;
+}
