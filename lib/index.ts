@@ -75,3 +75,35 @@ export type { Hello, RoleName, HeartbeatSettings } from './protocol/hello.ts';
 export { Connection, DEFAULT_HANDSHAKE_TIMEOUT } from './protocol/connection.ts';
 /** Connection options, handlers and counters. */
 export type { ConnectOptions, AcceptOptions, ConnectionOptions, ConnectionHandlers, ConnectionStats } from './protocol/connection.ts';
+
+/** Broker: sessions, routing, registry enforcement, drain (DESIGN §4, §5). */
+export { Broker } from './broker/broker.ts';
+/** Broker options, events and status. */
+export type { BrokerOptions, BrokerEvent, BrokerSnapshot } from './broker/broker.ts';
+/** The registry: who may connect, call and serve. */
+export { Registry } from './broker/registry.ts';
+/** Registry entry types. */
+export type { RegistryEntry, RegistryEntryInit, RegistryDiff } from './broker/registry.ts';
+/** Registry files: load, watch, and edit safely (atomic writes, comments kept). */
+export { loadRegistry, RegistryWatcher, addRegistryEntry, removeRegistryEntry, listRegistry } from './broker/registry-file.ts';
+/** Registry watcher options. */
+export type { RegistryWatcherOptions } from './broker/registry-file.ts';
+/** Default per-service queue bounds. */
+export { DEFAULT_QUEUE_LIMITS } from './broker/service-table.ts';
+/** Queue bounds. */
+export type { QueueLimits } from './broker/service-table.ts';
+
+/** MeshNode: the client and worker apps embed (DESIGN §6). */
+export { MeshNode } from './node/mesh-node.ts';
+/** MeshNode options and events. */
+export type { MeshNodeOptions, MeshNodeEvents } from './node/mesh-node.ts';
+/** Request options and defaults. */
+export { DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRIES } from './node/requester.ts';
+/** Options of one request. */
+export type { RequestOptions } from './node/requester.ts';
+/** Handler types of `serve`. */
+export type { Handler, HandlerResult, IncomingRequest, ServeOptions } from './node/service-runner.ts';
+/** Reply cache bounds. */
+export { DEFAULT_REPLY_CACHE_LIMITS } from './node/reply-cache.ts';
+/** Reply cache bounds type. */
+export type { ReplyCacheLimits } from './node/reply-cache.ts';

@@ -1,0 +1,630 @@
+/**
+ * Broker: accepts authenticated connections, keeps a session per connection,
+ * and routes REQUEST → worker → REPLY (DESIGN §4, §5). Routing state lives in
+ * ServiceTable (pure); this file wires it to connections and timers.
+ */
+import { randomBytes } from 'node:crypto';
+import { MeshError } from '../errors.ts';
+import { listen } from '../framing/listener.ts';
+import type { AcceptedSocket, Listener } from '../framing/listener.ts';
+import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
+import { defaultSuite } from '../crypto/suites.ts';
+import { encodeKey, readKeyFile } from '../crypto/keys.ts';
+import { formatBrokerAddress } from '../crypto/broker-address.ts';
+import { Connection } from '../protocol/connection.ts';
+import type { HeartbeatSettings } from '../protocol/hello.ts';
+import type { Message, MessageTypeName, RequestMessage, BrokerInfo } from '../protocol/messages.ts';
+import { DEFAULT_MAX_PAYLOAD } from '../protocol/envelope-codec.ts';
+import type { Registry } from './registry.ts';
+import { RegistryWatcher } from './registry-file.ts';
+import { DEFAULT_QUEUE_LIMITS, ServiceTable } from './service-table.ts';
+import type { QueueLimits } from './service-table.ts';
+import { Session } from './session.ts';
+import type { PendingRequest } from './session.ts';
+
+/** Options of {@link Broker.start}. */
+export interface BrokerOptions {
+  /** The broker's static key pair, or the path of its key file. */
+  readonly key: KeyPair | string;
+  /** Registry: a parsed Registry, or the path of the YAML file (watched and reloaded). */
+  readonly registry: Registry | string;
+  /** Listen host (default 127.0.0.1). */
+  readonly host?: string | undefined;
+  /** Listen port (default 0: any free port). */
+  readonly port?: number | undefined;
+  /** Name in HELLO and logs (default "broker"). */
+  readonly name?: string | undefined;
+  /** Crypto suite (default node:crypto where available). */
+  readonly suite?: CryptoSuite | undefined;
+  /** Heartbeat proposal for node connections. */
+  readonly heartbeat?: HeartbeatSettings | undefined;
+  /** Largest payload accepted (default 1 MiB). */
+  readonly maxPayload?: number | undefined;
+  /** Handshake deadline, ms (default 5000). */
+  readonly handshakeTimeout?: number | undefined;
+  /** Most handshakes in progress at once (default 256); more are dropped at accept. */
+  readonly maxHandshakes?: number | undefined;
+  /** Most established connections (default 10 000). */
+  readonly maxConnections?: number | undefined;
+  /** Per-service queue bounds. */
+  readonly queue?: Partial<QueueLimits> | undefined;
+  /** Per-connection outbound byte cap (default 8 MiB). */
+  readonly maxOutboundBytes?: number | undefined;
+  /** Per-connection outbound stall timeout, ms (default 10 000). */
+  readonly stallTimeout?: number | undefined;
+  /** Longest wait for in-flight replies when draining, ms (default 5000). */
+  readonly drainTimeout?: number | undefined;
+  /** Receives broker events (for logs); must not throw. */
+  readonly onEvent?: ((event: BrokerEvent) => void) | undefined;
+  /** Monotonic clock, ms (default performance.now). */
+  readonly now?: (() => number) | undefined;
+}
+
+/** Something worth logging. */
+export type BrokerEvent =
+  | { type: 'connected'; key: string; name: string; role: string; remote: string }
+  | { type: 'disconnected'; key: string; name: string; error?: MeshError | undefined }
+  | { type: 'handshake-failed'; remote: string; error: MeshError }
+  | { type: 'registry-reloaded'; entries: number; removed: number }
+  | { type: 'registry-error'; error: MeshError }
+  | { type: 'forbidden'; key: string; name: string; what: string }
+  | { type: 'draining' }
+  | { type: 'closed' };
+
+/** A snapshot of broker state for /status and tests. */
+export interface BrokerSnapshot {
+  readonly address: string;
+  readonly sessions: number;
+  readonly handshakes: number;
+  readonly pending: number;
+  readonly services: ReadonlyArray<{ name: string; workers: number; credits: number; queued: number; queuedBytes: number }>;
+}
+
+/** Most refusals a request may collect before the client is told BUSY. */
+const MAX_REFUSALS = 8;
+/** How long an answered-or-lost request record may outlive its deadline, ms. */
+const PENDING_GRACE = 1000;
+
+type Handler = (session: Session, message: Message) => void;
+
+/** A meshd broker. Create with {@link Broker.start}. */
+export class Broker {
+  readonly #options: BrokerOptions;
+  readonly #keyPair: KeyPair;
+  readonly #suite: CryptoSuite;
+  readonly #now: () => number;
+  readonly #bootId = randomBytes(16);
+  readonly #queueLimits: QueueLimits;
+  readonly #services = new ServiceTable<PendingRequest>();
+  readonly #sessions = new Map<number, Session>();
+  readonly #byKey = new Map<string, Set<Session>>();
+  readonly #pending = new Map<string, PendingRequest>();
+  readonly #handlers: Partial<Record<MessageTypeName, Handler>>;
+  #registry: Registry;
+  #watcher: RegistryWatcher | undefined;
+  #listener: Listener | undefined;
+  #nextId = 1;
+  #handshakes = 0;
+  #dispatchFlush = false;
+  readonly #dispatchTo = new Set<Session>();
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #sweepAt = Infinity;
+  #draining = false;
+  #closing: Promise<void> | undefined;
+
+  private constructor(options: BrokerOptions, keyPair: KeyPair, registry: Registry) {
+    this.#options = options;
+    this.#keyPair = keyPair;
+    this.#registry = registry;
+    this.#suite = options.suite ?? defaultSuite();
+    this.#now = options.now ?? (() => performance.now());
+    this.#queueLimits = { ...DEFAULT_QUEUE_LIMITS, ...options.queue };
+    this.#handlers = {
+      REQUEST: (s, m) => this.#onRequest(s, m as RequestMessage),
+      READY: (s, m) => m.type === 'READY' && this.#onReady(s, m.service, m.credits),
+      CANCEL: (s, m) => m.type === 'CANCEL' && this.#onCancel(s, m.service),
+      REPLY: (s, m) => m.type === 'REPLY' && this.#onReply(s, m),
+      ERROR: (s, m) => m.type === 'ERROR' && this.#onWorkerError(s, m),
+      REFUSED: (s, m) => m.type === 'REFUSED' && this.#onRefused(s, m.id),
+    };
+  }
+
+  /** Starts a broker: loads key and registry, listens, and resolves when ready. */
+  static async start(options: BrokerOptions): Promise<Broker> {
+    const keyPair = typeof options.key === 'string' ? await readKeyFile(options.key) : options.key;
+    let registry: Registry;
+    let watcher: RegistryWatcher | undefined;
+    const holder: { broker?: Broker } = {};
+    if (typeof options.registry === 'string') {
+      watcher = new RegistryWatcher(options.registry, {
+        onChange: (next) => holder.broker?.setRegistry(next),
+        onError: (error) => options.onEvent?.({ type: 'registry-error', error }),
+      });
+      registry = await watcher.start();
+    } else {
+      registry = options.registry;
+    }
+    const broker = new Broker(options, keyPair, registry);
+    holder.broker = broker;
+    broker.#watcher = watcher;
+    try {
+      broker.#listener = await listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 }, (socket) => broker.#accept(socket));
+    } catch (error) {
+      watcher?.close();
+      throw error;
+    }
+    return broker;
+  }
+
+  /** This broker's address, `mesh://KEY@host:port`. */
+  get address(): string {
+    const l = this.#listener!;
+    return formatBrokerAddress({ publicKey: this.#keyPair.publicKey, host: l.host, port: l.port });
+  }
+
+  /** The broker's static public key, base64url. */
+  get key(): string {
+    return encodeKey(this.#keyPair.publicKey);
+  }
+
+  /** The registry in force. */
+  get registry(): Registry {
+    return this.#registry;
+  }
+
+  /** Whether close() has begun. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** A snapshot of sessions, services and queues. */
+  status(): BrokerSnapshot {
+    return {
+      address: this.address,
+      sessions: this.#sessions.size,
+      handshakes: this.#handshakes,
+      pending: this.#pending.size,
+      services: [...this.#services.values()].map((s) => ({ name: s.name, workers: s.workers.length, credits: s.totalCredits, queued: s.queueLength, queuedBytes: s.queueBytes })),
+    };
+  }
+
+  /** Re-reads the registry file now (what SIGHUP does). */
+  async reloadRegistry(): Promise<void> {
+    await this.#watcher?.reload();
+  }
+
+  /**
+   * Puts a new registry in force: connections of removed keys are closed
+   * with MESH_ERR_UNAUTHORIZED, and services a changed key may no longer
+   * offer are withdrawn.
+   */
+  setRegistry(next: Registry): void {
+    const previous = this.#registry;
+    this.#registry = next;
+    const { removed, changed } = previous.diff(next);
+    for (const key of removed) {
+      for (const s of [...(this.#byKey.get(key) ?? [])]) {
+        s.connection.close(new MeshError('MESH_ERR_UNAUTHORIZED', 'key revoked from the registry'), { notify: true });
+      }
+    }
+    for (const key of changed) {
+      const entry = next.getByKey(key);
+      for (const s of this.#byKey.get(key) ?? []) {
+        if (!entry) continue;
+        s.entry = entry;
+        for (const service of [...s.services]) {
+          if (!next.mayServe(entry, service)) this.#withdraw(s, service);
+        }
+      }
+    }
+    this.#emit({ type: 'registry-reloaded', entries: next.size, removed: removed.length });
+  }
+
+  /**
+   * Drains and closes (idempotent): stops accepting, sends DRAIN to nodes,
+   * hands queued requests back as REFUSED, waits (bounded) for replies to
+   * requests in flight, then closes every connection.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#drainAndClose();
+    return this.#closing;
+  }
+
+  /** `await using broker = await Broker.start(...)`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ------------------------------------------------------------ accept
+
+  #emit(event: BrokerEvent): void {
+    this.#options.onEvent?.(event);
+  }
+
+  #accept(socket: AcceptedSocket): void {
+    const max = this.#options.maxHandshakes ?? 256;
+    const maxConnections = this.#options.maxConnections ?? 10_000;
+    if (this.#draining || this.#handshakes >= max || this.#sessions.size >= maxConnections) {
+      socket.destroy();
+      return;
+    }
+    this.#handshakes++;
+    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    let session: Session | undefined;
+    Connection.accept(
+      socket,
+      {
+        keyPair: this.#keyPair,
+        suite: this.#suite,
+        role: 'broker',
+        name: this.#options.name ?? 'broker',
+        bootId: this.#bootId,
+        heartbeat: this.#options.heartbeat,
+        maxPayload: this.#options.maxPayload ?? DEFAULT_MAX_PAYLOAD,
+        handshakeTimeout: this.#options.handshakeTimeout,
+        maxOutboundBytes: this.#options.maxOutboundBytes,
+        stallTimeout: this.#options.stallTimeout,
+        now: this.#now,
+        authorize: (key) => (this.#registry.get(key) ? undefined : new MeshError('MESH_ERR_UNAUTHORIZED', `key ${encodeKey(key)} is not in the registry`)),
+      },
+      {
+        onMessage: (message) => session && this.#onMessage(session, message),
+        onClose: (error) => session && this.#onClose(session, error),
+      },
+    ).then(
+      (connection) => {
+        this.#handshakes--;
+        const key = encodeKey(connection.remoteKey);
+        const entry = this.#registry.getByKey(key);
+        if (!entry || this.#draining) {
+          connection.close(new MeshError(entry ? 'MESH_ERR_DRAINING' : 'MESH_ERR_UNAUTHORIZED', entry ? 'broker is draining' : 'key revoked'), { notify: true });
+          return;
+        }
+        session = new Session(this.#nextId++, connection, key, entry);
+        this.#sessions.set(session.id, session);
+        let set = this.#byKey.get(key);
+        if (!set) this.#byKey.set(key, (set = new Set()));
+        set.add(session);
+        connection.send({ type: 'WELCOME', brokerId: this.#keyPair.publicKey, bootId: this.#bootId, brokers: [this.#selfInfo()] });
+        this.#emit({ type: 'connected', key, name: entry.name, role: entry.role, remote });
+      },
+      (error: MeshError) => {
+        this.#handshakes--;
+        this.#emit({ type: 'handshake-failed', remote, error });
+      },
+    );
+  }
+
+  #selfInfo(): BrokerInfo {
+    const l = this.#listener!;
+    const host = l.host.includes(':') ? `[${l.host}]` : l.host;
+    return { id: this.#keyPair.publicKey, addresses: [`${host}:${l.port}`], bootId: this.#bootId, incarnation: 0 };
+  }
+
+  #onMessage(session: Session, message: Message): void {
+    const handler = this.#handlers[message.type];
+    if (!handler) {
+      session.connection.close(new MeshError('MESH_ERR_PROTOCOL', `${message.type} may not be sent to a broker by a ${session.entry.role}`), { notify: true });
+      return;
+    }
+    handler(session, message);
+  }
+
+  #onClose(session: Session, error: MeshError | undefined): void {
+    if (!this.#sessions.delete(session.id)) return;
+    const set = this.#byKey.get(session.key);
+    set?.delete(session);
+    if (set?.size === 0) this.#byKey.delete(session.key);
+    this.#services.withdrawAll(session.id);
+    this.#dispatchTo.delete(session);
+    // Requests this worker was running go to another worker, flagged dup.
+    for (const p of session.inflight.values()) {
+      p.workerId = undefined;
+      p.message = { ...p.message, dup: true, worker: undefined };
+      this.#route(p);
+    }
+    session.inflight.clear();
+    this.#emit({ type: 'disconnected', key: session.key, name: session.name, error });
+  }
+
+  // ------------------------------------------------------------ requests
+
+  #onRequest(client: Session, m: RequestMessage): void {
+    const reply = (code: ConstructorParameters<typeof MeshError>[0], text: string): void => {
+      const e = new MeshError(code, text);
+      client.connection.send({ type: 'ERROR', id: m.id, code, retryable: e.retryable, text });
+    };
+    if (!this.#registry.mayCall(client.entry, m.service)) {
+      this.#emit({ type: 'forbidden', key: client.key, name: client.name, what: `call ${m.service}` });
+      reply('MESH_ERR_FORBIDDEN', `${client.name} may not call ${m.service}`);
+      return;
+    }
+    if (this.#draining) {
+      client.connection.send({ type: 'REFUSED', id: m.id });
+      return;
+    }
+    if (m.ttl <= 0) {
+      reply('MESH_ERR_TIMEOUT', 'request arrived with no time left');
+      return;
+    }
+    const reqKey = `${client.key}:${Buffer.from(m.id).toString('hex')}`;
+    const existing = this.#pending.get(reqKey);
+    if (existing) {
+      // A resend through this broker: answer on the latest path, and let the
+      // worker that has it attach (it dedups by sender and id).
+      existing.clientId = client.id;
+      existing.message = { ...existing.message, attempt: Math.max(existing.message.attempt, m.attempt), dup: existing.message.dup || m.dup };
+      const worker = existing.workerId === undefined ? undefined : this.#sessions.get(existing.workerId);
+      if (worker) worker.connection.send(this.#forWorker(existing));
+      return;
+    }
+    const service = this.#services.get(m.service);
+    if (!service) {
+      reply('MESH_ERR_NO_SERVICE', `no worker offers ${m.service} at this broker`);
+      return;
+    }
+    const pending: PendingRequest = {
+      reqKey,
+      message: { ...m, sender: client.publicKey, senderName: client.name },
+      clientId: client.id,
+      clientKey: client.key,
+      deadline: this.#now() + m.ttl,
+      workerId: undefined,
+      refusals: 0,
+    };
+    this.#pending.set(reqKey, pending);
+    this.#route(pending);
+  }
+
+  /** Sends a pending request to a worker (hint first, then round-robin), or queues it. */
+  #route(p: PendingRequest): void {
+    const now = this.#now();
+    if (p.deadline <= now) {
+      this.#fail(p, 'MESH_ERR_TIMEOUT', 'deadline passed before a worker took the request');
+      return;
+    }
+    const service = this.#services.get(p.message.service);
+    if (!service) {
+      this.#fail(p, 'MESH_ERR_NO_SERVICE', `no worker offers ${p.message.service} at this broker`);
+      return;
+    }
+    const hint = p.message.worker === undefined ? undefined : encodeKey(p.message.worker);
+    if (hint !== undefined) {
+      for (const s of this.#byKey.get(hint) ?? []) {
+        if (service.has(s.id)) {
+          service.takeCredit(s.id);
+          this.#dispatch(p, s);
+          return;
+        }
+      }
+    }
+    const picked = service.pick();
+    if (picked) {
+      this.#dispatch(p, this.#sessions.get(picked.id)!);
+      return;
+    }
+    if (!service.enqueue({ item: p, bytes: p.message.payload.length, deadline: p.deadline }, this.#queueLimits)) {
+      this.#fail(p, 'MESH_ERR_BUSY', `queue of ${p.message.service} is full (${service.queueLength} requests, ${service.queueBytes} bytes)`);
+      return;
+    }
+    this.#armSweep(p.deadline);
+  }
+
+  #forWorker(p: PendingRequest): RequestMessage {
+    return { ...p.message, ttl: Math.max(0, Math.floor(p.deadline - this.#now())) };
+  }
+
+  #dispatch(p: PendingRequest, worker: Session): void {
+    p.workerId = worker.id;
+    worker.inflight.set(p.reqKey, p);
+    worker.connection.send(this.#forWorker(p));
+    worker.connection.setActive(true);
+    const client = this.#sessions.get(p.clientId);
+    if (client) {
+      client.dispatched.push({ id: p.message.id, worker: worker.publicKey });
+      this.#dispatchTo.add(client);
+      if (!this.#dispatchFlush) {
+        this.#dispatchFlush = true;
+        setImmediate(this.#flushDispatched);
+      }
+    }
+  }
+
+  readonly #flushDispatched = (): void => {
+    this.#dispatchFlush = false;
+    for (const client of this.#dispatchTo) {
+      const all = client.dispatched;
+      client.dispatched = [];
+      for (let i = 0; i < all.length; i += 1024) client.connection.send({ type: 'DISPATCHED', dispatched: all.slice(i, i + 1024) });
+    }
+    this.#dispatchTo.clear();
+  };
+
+  /** Answers the client with an error and forgets the request. */
+  #fail(p: PendingRequest, code: ConstructorParameters<typeof MeshError>[0], text: string): void {
+    this.#pending.delete(p.reqKey);
+    const client = this.#sessions.get(p.clientId) ?? this.#anySession(p.clientKey);
+    const e = new MeshError(code, text);
+    client?.connection.send({ type: 'ERROR', id: p.message.id, code, retryable: e.retryable, text });
+  }
+
+  #anySession(key: string): Session | undefined {
+    const set = this.#byKey.get(key);
+    return set ? set.values().next().value : undefined;
+  }
+
+  // ------------------------------------------------------------ workers
+
+  #onReady(worker: Session, serviceName: string, credits: number): void {
+    if (!this.#registry.mayServe(worker.entry, serviceName)) {
+      this.#emit({ type: 'forbidden', key: worker.key, name: worker.name, what: `serve ${serviceName}` });
+      worker.connection.send({ type: 'ERROR', code: 'MESH_ERR_FORBIDDEN', retryable: false, text: `${worker.name} may not serve ${serviceName}` });
+      return;
+    }
+    const service = this.#services.ensure(serviceName);
+    worker.services.add(serviceName);
+    service.offer({ id: worker.id, key: worker.key }, credits);
+    // Waiting requests first, oldest first.
+    while (service.queueLength > 0) {
+      const picked = service.pick();
+      if (!picked) break;
+      const entry = service.dequeue()!;
+      const p = entry.item;
+      if (!this.#pending.has(p.reqKey)) {
+        service.offer({ id: picked.id, key: picked.key }, 1); // give the credit back
+        continue;
+      }
+      if (p.deadline <= this.#now()) {
+        service.offer({ id: picked.id, key: picked.key }, 1);
+        this.#fail(p, 'MESH_ERR_TIMEOUT', 'deadline passed in the queue');
+        continue;
+      }
+      this.#dispatch(p, this.#sessions.get(picked.id)!);
+    }
+  }
+
+  #onCancel(worker: Session, serviceName: string): void {
+    if (!worker.services.has(serviceName)) return;
+    this.#withdraw(worker, serviceName);
+  }
+
+  #withdraw(worker: Session, serviceName: string): void {
+    worker.services.delete(serviceName);
+    this.#services.get(serviceName)?.withdraw(worker.id);
+  }
+
+  #takeInflight(worker: Session, id: Uint8Array, to: Uint8Array | undefined): PendingRequest | undefined {
+    const idHex = Buffer.from(id).toString('hex');
+    if (to) {
+      const reqKey = `${encodeKey(to)}:${idHex}`;
+      const p = this.#pending.get(reqKey);
+      if (p) {
+        worker.inflight.delete(reqKey);
+        if (p.workerId !== undefined && p.workerId !== worker.id) this.#sessions.get(p.workerId)?.inflight.delete(reqKey);
+        this.#pending.delete(reqKey);
+      }
+      return p;
+    }
+    for (const [reqKey, p] of worker.inflight) {
+      if (reqKey.endsWith(idHex)) {
+        worker.inflight.delete(reqKey);
+        this.#pending.delete(reqKey);
+        return p;
+      }
+    }
+    return undefined;
+  }
+
+  #idle(worker: Session): void {
+    if (worker.inflight.size === 0) worker.connection.setActive(false);
+  }
+
+  #onReply(worker: Session, m: Extract<Message, { type: 'REPLY' }>): void {
+    const p = this.#takeInflight(worker, m.id, m.to);
+    this.#idle(worker);
+    // Through this broker, or addressed to a client connected here (E3).
+    const client = p ? (this.#sessions.get(p.clientId) ?? this.#anySession(p.clientKey)) : m.to ? this.#anySession(encodeKey(m.to)) : undefined;
+    client?.connection.send({ type: 'REPLY', id: m.id, worker: worker.publicKey, payload: m.payload });
+  }
+
+  #onWorkerError(worker: Session, m: Extract<Message, { type: 'ERROR' }>): void {
+    if (m.id === undefined) return; // a worker's connection-level notice; fatal ones close inside Connection
+    const p = this.#takeInflight(worker, m.id, m.to);
+    this.#idle(worker);
+    const client = p ? (this.#sessions.get(p.clientId) ?? this.#anySession(p.clientKey)) : m.to ? this.#anySession(encodeKey(m.to)) : undefined;
+    client?.connection.send({ type: 'ERROR', id: m.id, code: m.code, retryable: m.retryable, text: m.text });
+  }
+
+  #onRefused(worker: Session, id: Uint8Array): void {
+    const idHex = Buffer.from(id).toString('hex');
+    for (const [reqKey, p] of worker.inflight) {
+      if (!reqKey.endsWith(idHex)) continue;
+      worker.inflight.delete(reqKey);
+      this.#idle(worker);
+      p.workerId = undefined;
+      p.message = { ...p.message, worker: undefined };
+      if (++p.refusals > MAX_REFUSALS) {
+        this.#fail(p, 'MESH_ERR_BUSY', `refused by ${MAX_REFUSALS} workers`);
+        return;
+      }
+      this.#route(p);
+      return;
+    }
+  }
+
+  // ------------------------------------------------------------ deadlines
+
+  #armSweep(deadline: number): void {
+    if (deadline >= this.#sweepAt) return;
+    if (this.#sweepTimer) clearTimeout(this.#sweepTimer);
+    this.#sweepAt = deadline;
+    this.#sweepTimer = setTimeout(this.#sweep, Math.max(1, deadline - this.#now()));
+    this.#sweepTimer.unref();
+  }
+
+  readonly #sweep = (): void => {
+    this.#sweepTimer = undefined;
+    this.#sweepAt = Infinity;
+    const now = this.#now();
+    let next = Infinity;
+    for (const service of this.#services.values()) {
+      for (const e of service.removeWhere((x) => x.deadline <= now || !this.#pending.has(x.item.reqKey))) {
+        if (this.#pending.has(e.item.reqKey)) this.#fail(e.item, 'MESH_ERR_TIMEOUT', 'deadline passed in the queue');
+      }
+      next = Math.min(next, service.earliestDeadline());
+    }
+    // Forget dispatched requests long past their deadline (the client gave up).
+    for (const p of this.#pending.values()) {
+      if (p.workerId !== undefined && p.deadline + PENDING_GRACE <= now) {
+        this.#pending.delete(p.reqKey);
+        const w = this.#sessions.get(p.workerId);
+        w?.inflight.delete(p.reqKey);
+        if (w) this.#idle(w);
+      } else if (p.workerId !== undefined) {
+        next = Math.min(next, p.deadline + PENDING_GRACE);
+      }
+    }
+    if (next < Infinity) this.#armSweep(next);
+  };
+
+  // ------------------------------------------------------------ drain
+
+  async #drainAndClose(): Promise<void> {
+    this.#draining = true;
+    this.#emit({ type: 'draining' });
+    await this.#listener?.close();
+    this.#watcher?.close();
+    for (const s of this.#sessions.values()) {
+      if (s.entry.role !== 'broker') s.connection.send({ type: 'DRAIN' });
+    }
+    // Queued requests go back to their clients: not dispatched, resend elsewhere.
+    for (const service of this.#services.values()) {
+      for (const e of service.removeWhere(() => true)) {
+        if (!this.#pending.delete(e.item.reqKey)) continue;
+        const client = this.#sessions.get(e.item.clientId) ?? this.#anySession(e.item.clientKey);
+        client?.connection.send({ type: 'REFUSED', id: e.item.message.id });
+      }
+    }
+    const deadline = this.#now() + (this.#options.drainTimeout ?? 5000);
+    while (this.#pending.size > 0 && this.#now() < deadline && this.#sessions.size > 0) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    if (this.#sweepTimer) clearTimeout(this.#sweepTimer);
+    const closed = [...this.#sessions.values()].map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          const c = s.connection;
+          if (c.closed && !this.#sessions.has(s.id)) return resolve();
+          const check = setInterval(() => {
+            if (!this.#sessions.has(s.id)) {
+              clearInterval(check);
+              resolve();
+            }
+          }, 5);
+          c.close();
+        }),
+    );
+    await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, 2000).unref())]);
+    this.#emit({ type: 'closed' });
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * One node's link to one broker: connects, waits for WELCOME, reconnects with
+ * jittered exponential backoff (100 ms doubling to 5 s, full jitter), and
+ * reports up/down and messages through callbacks (DESIGN §6).
+ */
+import { MeshError } from '../errors.ts';
+import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
+import type { BrokerAddress } from '../crypto/broker-address.ts';
+import { encodeKey } from '../crypto/keys.ts';
+import { Connection } from '../protocol/connection.ts';
+import type { HeartbeatSettings, RoleName } from '../protocol/hello.ts';
+import type { Message } from '../protocol/messages.ts';
+
+/** Reconnect backoff bounds, ms. */
+export const RECONNECT_MIN_MS = 100;
+export const RECONNECT_MAX_MS = 5000;
+
+/** Full-jitter exponential backoff: uniform in [0, min(max, min · 2^failures)]. */
+export function backoffDelay(failures: number, random: () => number, min = RECONNECT_MIN_MS, max = RECONNECT_MAX_MS): number {
+  const ceiling = Math.min(max, min * 2 ** Math.min(failures, 16));
+  return Math.max(min / 4, random() * ceiling);
+}
+
+/** Settings shared by every link of a node. */
+export interface LinkSettings {
+  readonly keyPair: KeyPair;
+  readonly suite: CryptoSuite;
+  readonly role: RoleName;
+  readonly name?: string | undefined;
+  readonly heartbeat?: HeartbeatSettings | undefined;
+  readonly maxPayload?: number | undefined;
+  readonly handshakeTimeout?: number | undefined;
+  readonly random: () => number;
+}
+
+/** What a link reports to its node. */
+export interface LinkEvents {
+  onUp(link: BrokerLink): void;
+  onDown(link: BrokerLink, error: MeshError | undefined): void;
+  onMessage(link: BrokerLink, message: Message): void;
+  /** A connection attempt failed, or was refused after the handshake (e.g. MESH_ERR_UNAUTHORIZED). */
+  onAttemptFailed(link: BrokerLink, error: MeshError | undefined): void;
+}
+
+/** State of a link. */
+export type LinkState = 'connecting' | 'up' | 'backoff' | 'closed';
+
+/** A link to one broker. */
+export class BrokerLink {
+  readonly address: BrokerAddress;
+  /** The broker's key, base64url. */
+  readonly key: string;
+  /** Configured by the user (never dropped). */
+  readonly seed: boolean;
+  #state: LinkState = 'connecting';
+  #connection: Connection | undefined;
+  #draining = false;
+  #failures = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #active = 0;
+  #lastError: MeshError | undefined;
+  readonly #settings: LinkSettings;
+  readonly #events: LinkEvents;
+
+  constructor(address: BrokerAddress, seed: boolean, settings: LinkSettings, events: LinkEvents) {
+    this.address = address;
+    this.key = encodeKey(address.publicKey);
+    this.seed = seed;
+    this.#settings = settings;
+    this.#events = events;
+    this.#connect();
+  }
+
+  /** Current state. */
+  get state(): LinkState {
+    return this.#state;
+  }
+
+  /** Up, welcomed and not draining: may take new requests. */
+  get healthy(): boolean {
+    return this.#state === 'up' && !this.#draining;
+  }
+
+  /** Up (possibly draining): may still carry replies. */
+  get up(): boolean {
+    return this.#state === 'up';
+  }
+
+  /** The last connection error. */
+  get lastError(): MeshError | undefined {
+    return this.#lastError;
+  }
+
+  /** Marks the broker as leaving (DRAIN received). */
+  setDraining(): void {
+    this.#draining = true;
+  }
+
+  /** Sends a message if the link is up; false otherwise. */
+  send(message: Message): boolean {
+    if (this.#state !== 'up' || !this.#connection) return false;
+    return this.#connection.send(message);
+  }
+
+  /** Counts work in flight on this link (fast heartbeats while > 0). */
+  retain(): void {
+    if (++this.#active === 1) this.#connection?.setActive(true);
+  }
+
+  /** Ends one unit of work in flight. */
+  release(): void {
+    if (this.#active > 0 && --this.#active === 0) this.#connection?.setActive(false);
+  }
+
+  /** Closes the link for good (idempotent). */
+  close(): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#connection?.close();
+  }
+
+  #connect(): void {
+    this.#state = 'connecting';
+    const s = this.#settings;
+    let welcomed = false;
+    Connection.connect(
+      {
+        host: this.address.host,
+        port: this.address.port,
+        remoteKey: this.address.publicKey,
+        keyPair: s.keyPair,
+        suite: s.suite,
+        role: s.role,
+        name: s.name,
+        heartbeat: s.heartbeat,
+        maxPayload: s.maxPayload,
+        handshakeTimeout: s.handshakeTimeout,
+      },
+      {
+        onMessage: (message, connection) => {
+          if (this.#state === 'closed' || connection !== this.#connection) return;
+          if (!welcomed) {
+            if (message.type !== 'WELCOME') {
+              connection.close(new MeshError('MESH_ERR_PROTOCOL', `expected WELCOME, got ${message.type}`), { notify: true });
+              return;
+            }
+            welcomed = true;
+            this.#failures = 0;
+            this.#state = 'up';
+            this.#draining = false;
+            if (this.#active > 0) connection.setActive(true);
+            this.#events.onUp(this);
+          }
+          if (message.type === 'DRAIN') this.#draining = true;
+          this.#events.onMessage(this, message);
+        },
+        onClose: (error, connection) => {
+          if (connection !== this.#connection) return;
+          this.#connection = undefined;
+          this.#lastError = error;
+          const wasUp = this.#state === 'up';
+          if (this.#state !== 'closed') this.#scheduleReconnect();
+          if (wasUp) this.#events.onDown(this, error);
+          else this.#events.onAttemptFailed(this, error);
+        },
+      },
+    ).then(
+      (connection) => {
+        if (this.#state === 'closed') {
+          connection.close();
+          return;
+        }
+        this.#connection = connection;
+      },
+      (error: MeshError) => {
+        this.#lastError = error;
+        if (this.#state !== 'closed') this.#scheduleReconnect();
+        this.#events.onAttemptFailed(this, error);
+      },
+    );
+  }
+
+  #scheduleReconnect(): void {
+    this.#state = 'backoff';
+    const delay = backoffDelay(this.#failures++, this.#settings.random);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#state === 'backoff') this.#connect();
+    }, delay);
+    this.#timer.unref();
+  }
+}

@@ -1,0 +1,335 @@
+/**
+ * MeshNode: what an app embeds to call services and to offer them. It keeps
+ * a link to every broker it knows (its seeds, then every broker it learns of
+ * from BROKERS and WELCOME), sends requests round-robin across healthy
+ * brokers, and runs its services' handlers (DESIGN §6).
+ */
+import { EventEmitter } from 'node:events';
+import { MeshError } from '../errors.ts';
+import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
+import { defaultSuite } from '../crypto/suites.ts';
+import { readKeyFile } from '../crypto/keys.ts';
+import { parseBrokerAddress, formatBrokerAddress } from '../crypto/broker-address.ts';
+import type { BrokerAddress } from '../crypto/broker-address.ts';
+import type { HeartbeatSettings, RoleName } from '../protocol/hello.ts';
+import type { BrokerInfo, Message } from '../protocol/messages.ts';
+import { SERVICE_NAME } from '../protocol/messages.ts';
+import { BrokerLink } from './broker-link.ts';
+import type { LinkSettings } from './broker-link.ts';
+import { Requester } from './requester.ts';
+import type { RequestOptions } from './requester.ts';
+import { ServiceRunner } from './service-runner.ts';
+import type { Handler, IncomingRequest, ServeOptions } from './service-runner.ts';
+import type { ReplyCacheLimits } from './reply-cache.ts';
+
+/** Options of {@link MeshNode.connect}. */
+export interface MeshNodeOptions {
+  /** Seed brokers as `mesh://KEY@host:port` URLs (at least one). Seeds are never forgotten. */
+  readonly brokers: readonly string[];
+  /** This node's key pair, or the path of its key file. */
+  readonly key: KeyPair | string;
+  /** Name sent in HELLO (the broker's registry name is what others see). */
+  readonly name?: string | undefined;
+  /** Role sent in HELLO (default "node"); the registry decides what is allowed. */
+  readonly role?: RoleName | undefined;
+  /** Crypto suite (default node:crypto where available). */
+  readonly suite?: CryptoSuite | undefined;
+  /** Heartbeat proposal. */
+  readonly heartbeat?: HeartbeatSettings | undefined;
+  /** Largest payload accepted (default 1 MiB). */
+  readonly maxPayload?: number | undefined;
+  /** Reply cache bounds (workers). */
+  readonly replyCache?: Partial<ReplyCacheLimits> | undefined;
+  /** Learn brokers from BROKERS lists (default true). */
+  readonly discover?: boolean | undefined;
+  /** Aborts connect(). */
+  readonly signal?: AbortSignal | undefined;
+  /** Deadline for connect() to reach one broker, ms (default 5000). */
+  readonly timeout?: number | undefined;
+  /** Monotonic clock, ms (default performance.now). */
+  readonly now?: (() => number) | undefined;
+  /** Random source for backoff jitter (default Math.random). */
+  readonly random?: (() => number) | undefined;
+}
+
+/** Events of a MeshNode. */
+export interface MeshNodeEvents {
+  /** A broker link is up (WELCOME received). */
+  connect: [broker: string];
+  /** A broker link went down. */
+  disconnect: [broker: string, error: MeshError | undefined];
+  /** The set of known brokers changed. */
+  brokers: [brokers: string[]];
+  /** A broker is draining. */
+  drain: [broker: string];
+}
+
+/** A node of the mesh: client and worker. */
+export class MeshNode {
+  readonly #links = new Map<string, BrokerLink>();
+  readonly #settings: LinkSettings;
+  readonly #options: MeshNodeOptions;
+  readonly #requester: Requester;
+  readonly #runner: ServiceRunner;
+  readonly #events = new EventEmitter();
+  #healthyWaiters = new Set<() => void>();
+  #attemptWatcher: (() => void) | undefined;
+  #closing: Promise<void> | undefined;
+
+  private constructor(options: MeshNodeOptions, keyPair: KeyPair, seeds: BrokerAddress[]) {
+    this.#options = options;
+    const now = options.now ?? (() => performance.now());
+    this.#settings = {
+      keyPair,
+      suite: options.suite ?? defaultSuite(),
+      role: options.role ?? 'node',
+      name: options.name,
+      heartbeat: options.heartbeat,
+      maxPayload: options.maxPayload,
+      random: options.random ?? Math.random,
+    };
+    const pool = {
+      healthy: () => [...this.#links.values()].filter((l) => l.healthy),
+      up: () => [...this.#links.values()].filter((l) => l.up),
+      find: (broker: string) => this.#links.get(broker) ?? [...this.#links.values()].find((l) => l.address.url === broker),
+      whenHealthy: (callback: () => void) => {
+        this.#healthyWaiters.add(callback);
+        return () => this.#healthyWaiters.delete(callback);
+      },
+    };
+    this.#requester = new Requester(pool, now);
+    this.#runner = new ServiceRunner(pool, now, options.replyCache);
+    for (const address of seeds) this.#addLink(address, true);
+  }
+
+  /**
+   * Connects to the mesh: resolves once one broker has welcomed this node.
+   * Rejects with the brokers' verdict (e.g. MESH_ERR_UNAUTHORIZED) when every
+   * seed refused it, MESH_ERR_TIMEOUT after `timeout`, MESH_ERR_ABORTED on
+   * `signal`. Links keep reconnecting in the background afterwards.
+   */
+  static async connect(options: MeshNodeOptions): Promise<MeshNode> {
+    if (options.brokers.length === 0) throw new MeshError('MESH_ERR_CONFIG', 'at least one broker address is needed');
+    const seeds = options.brokers.map((b) => parseBrokerAddress(b));
+    const keyPair = typeof options.key === 'string' ? await readKeyFile(options.key) : options.key;
+    const node = new MeshNode(options, keyPair, seeds);
+    try {
+      await node.#waitForFirstBroker(options.timeout ?? 5000, options.signal);
+    } catch (error) {
+      await node.close();
+      throw error;
+    }
+    return node;
+  }
+
+  /** Known brokers, as mesh:// URLs. */
+  get brokers(): string[] {
+    return [...this.#links.values()].map((l) => l.address.url);
+  }
+
+  /** Brokers this node is connected to and that take new requests. */
+  get healthyBrokers(): string[] {
+    return [...this.#links.values()].filter((l) => l.healthy).map((l) => l.address.url);
+  }
+
+  /** Requests awaiting a reply. */
+  get pendingRequests(): number {
+    return this.#requester.size;
+  }
+
+  /**
+   * Sends a request and resolves with the reply bytes, or rejects with a
+   * MeshError (stable `code`). Retries through other brokers as DESIGN §6
+   * describes, within `timeout` (default 1000 ms) and `retries` (default 2).
+   */
+  request(service: string, payload: Uint8Array | string = new Uint8Array(0), options: RequestOptions = {}): Promise<Buffer> {
+    if (this.#closing) return Promise.reject(new MeshError('MESH_ERR_CLOSED', 'node is closed'));
+    return this.#requester.request(service, typeof payload === 'string' ? Buffer.from(payload) : payload, options);
+  }
+
+  /**
+   * Offers a service. The handler gets `{ id, payload, sender, attempt, dup }`
+   * and returns bytes or a string (or a promise of them); a thrown error
+   * reaches the client as MESH_ERR_HANDLER with its message. At most
+   * `concurrency` (default 16) requests run at once.
+   */
+  serve(service: string, handler: Handler, options: ServeOptions = {}): { close(): Promise<void> } {
+    if (this.#closing) throw new MeshError('MESH_ERR_CLOSED', 'node is closed');
+    if (!SERVICE_NAME.test(service)) throw new MeshError('MESH_ERR_CONFIG', `invalid service name ${JSON.stringify(service)}`);
+    this.#runner.add(service, handler, options);
+    return { close: () => this.#runner.remove(service) };
+  }
+
+  /**
+   * Offers a service as an async iterator of requests, each answered with
+   * `reply(bytes)` or `fail(error)`. Leaving the loop withdraws the service.
+   */
+  requests(service: string, options: ServeOptions = {}): AsyncIterableIterator<IncomingRequest & { reply(payload: Uint8Array | string): void; fail(error: Error): void }> {
+    type Item = IncomingRequest & { reply(payload: Uint8Array | string): void; fail(error: Error): void };
+    const ready: Item[] = [];
+    const waiting: Array<(r: IteratorResult<Item>) => void> = [];
+    let done = false;
+    const handle = this.serve(
+      service,
+      (request) =>
+        new Promise<Uint8Array | string>((resolve, reject) => {
+          const item: Item = { ...request, reply: resolve, fail: reject };
+          const w = waiting.shift();
+          if (w) w({ value: item, done: false });
+          else ready.push(item);
+        }),
+      options,
+    );
+    const finish = async (): Promise<IteratorResult<Item>> => {
+      if (!done) {
+        done = true;
+        for (const item of ready.splice(0)) item.fail(new MeshError('MESH_ERR_DRAINING', 'service withdrawn'));
+        for (const w of waiting.splice(0)) w({ value: undefined, done: true });
+        await handle.close();
+      }
+      return { value: undefined, done: true };
+    };
+    return {
+      next: () => {
+        if (done) return Promise.resolve({ value: undefined, done: true });
+        const item = ready.shift();
+        if (item) return Promise.resolve({ value: item, done: false });
+        return new Promise((resolve) => waiting.push(resolve));
+      },
+      return: finish,
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+  }
+
+  /** Stops taking work (CANCEL everywhere) and waits for running handlers. */
+  async drain(): Promise<void> {
+    await this.#runner.drain();
+  }
+
+  /**
+   * Closes the node (idempotent): pending requests reject with
+   * MESH_ERR_CLOSED, handlers still running finish, links close.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#requester.close();
+      await this.#runner.drain();
+      for (const link of this.#links.values()) link.close();
+      this.#healthyWaiters.clear();
+    })();
+    return this.#closing;
+  }
+
+  /** `await using node = await MeshNode.connect(...)`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Listens to an event. */
+  on<K extends keyof MeshNodeEvents>(event: K, listener: (...args: MeshNodeEvents[K]) => void): this {
+    this.#events.on(event, listener as (...args: unknown[]) => void);
+    return this;
+  }
+
+  /** Stops listening. */
+  off<K extends keyof MeshNodeEvents>(event: K, listener: (...args: MeshNodeEvents[K]) => void): this {
+    this.#events.off(event, listener as (...args: unknown[]) => void);
+    return this;
+  }
+
+  // ------------------------------------------------------------ internals
+
+  #emit<K extends keyof MeshNodeEvents>(event: K, ...args: MeshNodeEvents[K]): void {
+    this.#events.emit(event, ...args);
+  }
+
+  #addLink(address: BrokerAddress, seed: boolean): void {
+    const link = new BrokerLink(address, seed, this.#settings, {
+      onUp: (l) => {
+        this.#runner.onLinkUp();
+        this.#emit('connect', l.address.url);
+        for (const w of [...this.#healthyWaiters]) {
+          this.#healthyWaiters.delete(w);
+          w();
+        }
+      },
+      onDown: (l, error) => {
+        this.#requester.onLinkDown(l, error);
+        this.#runner.onLinkDown(l);
+        this.#emit('disconnect', l.address.url, error);
+      },
+      onMessage: (l, message) => this.#onMessage(l, message),
+      onAttemptFailed: () => this.#attemptWatcher?.(),
+    });
+    this.#links.set(link.key, link);
+  }
+
+  #onMessage(link: BrokerLink, message: Message): void {
+    switch (message.type) {
+      case 'REQUEST':
+        this.#runner.onRequest(link, message);
+        return;
+      case 'WELCOME':
+      case 'BROKERS':
+        this.#learn(message.brokers);
+        return;
+      case 'DRAIN':
+        this.#requester.onLinkDraining(link);
+        this.#runner.onLinkDown(link);
+        this.#emit('drain', link.address.url);
+        return;
+      default:
+        this.#requester.onMessage(link, message);
+    }
+  }
+
+  /** Adds links for brokers learned from an authenticated broker (B1). */
+  #learn(brokers: readonly BrokerInfo[]): void {
+    if (this.#options.discover === false || this.#closing) return;
+    let changed = false;
+    for (const b of brokers) {
+      const address = b.addresses[0];
+      if (!address) continue;
+      const m = /^\[?([^\]]+)\]?:(\d+)$/.exec(address);
+      if (!m) continue;
+      const url = formatBrokerAddress({ publicKey: b.id, host: m[1]!, port: Number(m[2]) });
+      const parsed = parseBrokerAddress(url);
+      if (this.#links.has(parsed.key)) continue;
+      this.#addLink(parsed, false);
+      changed = true;
+    }
+    if (changed) this.#emit('brokers', this.brokers);
+  }
+
+  #waitForFirstBroker(timeout: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const done = (error?: MeshError): void => {
+        clearTimeout(timer);
+        this.#attemptWatcher = undefined;
+        signal?.removeEventListener('abort', onAbort);
+        this.#healthyWaiters.delete(onHealthy);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onHealthy = (): void => done();
+      const onAbort = (): void => done(new MeshError('MESH_ERR_ABORTED', 'connect aborted', { cause: signal?.reason }));
+      const timer = setTimeout(() => {
+        const errors = [...this.#links.values()].map((l) => l.lastError).filter((e): e is MeshError => e !== undefined);
+        const last = errors[errors.length - 1];
+        done(new MeshError('MESH_ERR_TIMEOUT', `no broker accepted this node within ${timeout} ms${last ? ` (last error: ${last.code}: ${last.message})` : ''}`, { cause: last }));
+      }, timeout);
+      // Every seed refused us outright (e.g. unknown key): no point waiting.
+      this.#attemptWatcher = () => {
+        const links = [...this.#links.values()];
+        const fatal = links.map((l) => l.lastError).filter((e) => e && (e.code === 'MESH_ERR_UNAUTHORIZED' || e.code === 'MESH_ERR_VERSION' || e.code === 'MESH_ERR_BAD_KEY'));
+        if (fatal.length === links.length && fatal[0]) done(fatal[0]);
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#healthyWaiters.add(onHealthy);
+      if ([...this.#links.values()].some((l) => l.healthy)) done();
+    });
+  }
+}

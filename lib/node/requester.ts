@@ -1,0 +1,295 @@
+/**
+ * The client half of a node: sends requests, tracks every attempt, and
+ * retries through another broker on a failed attempt (DESIGN §6: same id,
+ * attempt+1, dup unless refused before dispatch, the worker hint from
+ * DISPATCHED), within the request's deadline, its retries and the retry
+ * budget.
+ */
+import { randomBytes } from 'node:crypto';
+import { MeshError, isErrorCode } from '../errors.ts';
+import type { ErrorCode } from '../errors.ts';
+import type { Message } from '../protocol/messages.ts';
+import { MAX_ATTEMPT, SERVICE_NAME } from '../protocol/messages.ts';
+import type { BrokerLink } from './broker-link.ts';
+import { RetryBudget } from './retry-budget.ts';
+
+/** Options of one request. */
+export interface RequestOptions {
+  /** Whole-request deadline, ms (default 1000). */
+  readonly timeout?: number | undefined;
+  /** Extra attempts after the first (default 2). */
+  readonly retries?: number | undefined;
+  /** Deadline of one attempt, ms (default timeout / (retries + 1)). */
+  readonly attemptTimeout?: number | undefined;
+  /** Aborts the request: rejects with MESH_ERR_ABORTED. */
+  readonly signal?: AbortSignal | undefined;
+  /** Send through this broker (its mesh:// URL or base64url key) first. */
+  readonly broker?: string | undefined;
+}
+
+/** Default request deadline, ms. */
+export const DEFAULT_REQUEST_TIMEOUT = 1000;
+/** Default retries. */
+export const DEFAULT_RETRIES = 2;
+/** Most hand-backs (REFUSED, DRAIN) a request may take without using a retry. */
+const MAX_HANDBACKS = 8;
+
+/** The links a requester can use. */
+export interface LinkPool {
+  /** Healthy links, in a stable order. */
+  healthy(): BrokerLink[];
+  /** A link by broker key or URL, if known. */
+  find(broker: string): BrokerLink | undefined;
+  /** Calls back once when some link becomes healthy (or never). */
+  whenHealthy(callback: () => void): () => void;
+}
+
+interface Outstanding {
+  readonly id: Uint8Array;
+  readonly idHex: string;
+  readonly service: string;
+  readonly payload: Uint8Array;
+  readonly deadline: number;
+  readonly attemptTimeout: number;
+  readonly preferred: string | undefined;
+  retriesLeft: number;
+  handbacks: number;
+  attempt: number;
+  dup: boolean;
+  dispatched: boolean;
+  hint: Uint8Array | undefined;
+  link: BrokerLink | undefined;
+  lastError: MeshError | undefined;
+  timer: NodeJS.Timeout | undefined;
+  cancelWait: (() => void) | undefined;
+  resolve(payload: Buffer): void;
+  reject(error: MeshError): void;
+  cleanup(): void;
+}
+
+/** Sends requests and matches replies. */
+export class Requester {
+  readonly #pool: LinkPool;
+  readonly #now: () => number;
+  readonly #budget: RetryBudget;
+  readonly #outstanding = new Map<string, Outstanding>();
+  #cursor = 0;
+  #closed = false;
+
+  constructor(pool: LinkPool, now: () => number) {
+    this.#pool = pool;
+    this.#now = now;
+    this.#budget = new RetryBudget(now());
+  }
+
+  /** Requests awaiting an answer. */
+  get size(): number {
+    return this.#outstanding.size;
+  }
+
+  /** Sends a request; resolves with the reply payload or rejects with a MeshError. */
+  request(service: string, payload: Uint8Array, options: RequestOptions = {}): Promise<Buffer> {
+    if (this.#closed) return Promise.reject(new MeshError('MESH_ERR_CLOSED', 'node is closed'));
+    if (!SERVICE_NAME.test(service)) return Promise.reject(new MeshError('MESH_ERR_CONFIG', `invalid service name ${JSON.stringify(service)}`));
+    const timeout = options.timeout ?? DEFAULT_REQUEST_TIMEOUT;
+    const retries = options.retries ?? DEFAULT_RETRIES;
+    if (!(timeout > 0) || !Number.isInteger(retries) || retries < 0 || retries > MAX_ATTEMPT - 1) {
+      return Promise.reject(new MeshError('MESH_ERR_CONFIG', `invalid request options: timeout ${timeout}, retries ${retries}`));
+    }
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(new MeshError('MESH_ERR_ABORTED', `request to ${service} aborted`, { cause: signal.reason }));
+    return new Promise<Buffer>((resolve, reject) => {
+      const id = randomBytes(16);
+      const now = this.#now();
+      const deadlineTimer = setTimeout(() => this.#finishWithError(o, new MeshError('MESH_ERR_TIMEOUT', `request to ${service} timed out after ${timeout} ms (${o.attempt} attempt${o.attempt === 1 ? '' : 's'}${o.lastError ? `; last: ${o.lastError.code}` : ''})`)), timeout);
+      const onAbort = (): void => this.#finishWithError(o, new MeshError('MESH_ERR_ABORTED', `request to ${service} aborted`, { cause: signal?.reason }));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const o: Outstanding = {
+        id,
+        idHex: id.toString('hex'),
+        service,
+        payload,
+        deadline: now + timeout,
+        attemptTimeout: options.attemptTimeout ?? timeout / (retries + 1),
+        preferred: options.broker,
+        retriesLeft: retries,
+        handbacks: 0,
+        attempt: 0,
+        dup: false,
+        dispatched: false,
+        hint: undefined,
+        link: undefined,
+        lastError: undefined,
+        timer: undefined,
+        cancelWait: undefined,
+        resolve,
+        reject,
+        cleanup: () => {
+          clearTimeout(deadlineTimer);
+          signal?.removeEventListener('abort', onAbort);
+        },
+      };
+      this.#outstanding.set(o.idHex, o);
+      this.#send(o, undefined);
+    });
+  }
+
+  /** Handles REPLY, ERROR, DISPATCHED and REFUSED from a broker. */
+  onMessage(link: BrokerLink, message: Message): void {
+    switch (message.type) {
+      case 'REPLY': {
+        const o = this.#outstanding.get(Buffer.from(message.id).toString('hex'));
+        if (!o) return;
+        if (o.attempt === 1) this.#budget.success();
+        this.#finish(o);
+        o.resolve(Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength));
+        return;
+      }
+      case 'ERROR': {
+        if (message.id === undefined) return;
+        const o = this.#outstanding.get(Buffer.from(message.id).toString('hex'));
+        if (!o) return;
+        const code: ErrorCode = isErrorCode(message.code) ? message.code : 'MESH_ERR_PROTOCOL';
+        const error = new MeshError(code, message.text, { retryable: message.retryable });
+        if (!error.retryable) {
+          this.#finishWithError(o, error);
+          return;
+        }
+        // BUSY, NO_SERVICE, DRAINING come before dispatch: no dup needed.
+        this.#retry(o, link, error, false);
+        return;
+      }
+      case 'DISPATCHED':
+        for (const d of message.dispatched) {
+          const o = this.#outstanding.get(Buffer.from(d.id).toString('hex'));
+          if (o && o.link === link) {
+            o.dispatched = true;
+            o.hint = d.worker;
+          }
+        }
+        return;
+      case 'REFUSED': {
+        const o = this.#outstanding.get(Buffer.from(message.id).toString('hex'));
+        if (!o || o.link !== link) return;
+        this.#handback(o, new MeshError('MESH_ERR_DRAINING', 'broker handed the request back'));
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /** A link went down: every attempt on it is resent elsewhere, flagged dup. */
+  onLinkDown(link: BrokerLink, error: MeshError | undefined): void {
+    for (const o of [...this.#outstanding.values()]) {
+      if (o.link === link) this.#retry(o, link, error ?? new MeshError('MESH_ERR_CONNECTION', 'broker connection lost'), true);
+    }
+  }
+
+  /** A broker sent DRAIN: attempts on it that were not dispatched yet go elsewhere. */
+  onLinkDraining(link: BrokerLink): void {
+    for (const o of [...this.#outstanding.values()]) {
+      if (o.link === link && !o.dispatched) this.#handback(o, new MeshError('MESH_ERR_DRAINING', 'broker is draining'));
+    }
+  }
+
+  /** Rejects every outstanding request with MESH_ERR_CLOSED. */
+  close(): void {
+    this.#closed = true;
+    for (const o of [...this.#outstanding.values()]) this.#finishWithError(o, new MeshError('MESH_ERR_CLOSED', 'node closed before the reply arrived'));
+  }
+
+  // ------------------------------------------------------------ internals
+
+  #pick(o: Outstanding, avoid: BrokerLink | undefined): BrokerLink | undefined {
+    if (o.preferred !== undefined && o.attempt === 0) {
+      const l = this.#pool.find(o.preferred);
+      if (l?.healthy) return l;
+    }
+    const healthy = this.#pool.healthy();
+    if (healthy.length === 0) return undefined;
+    const candidates = healthy.length > 1 && avoid ? healthy.filter((l) => l !== avoid) : healthy;
+    this.#cursor = (this.#cursor + 1) % candidates.length;
+    return candidates[this.#cursor % candidates.length];
+  }
+
+  #send(o: Outstanding, avoid: BrokerLink | undefined): void {
+    const link = this.#pick(o, avoid);
+    if (!link) {
+      // No healthy broker now: wait for one until the deadline.
+      o.cancelWait = this.#pool.whenHealthy(() => {
+        o.cancelWait = undefined;
+        if (this.#outstanding.has(o.idHex)) this.#send(o, undefined);
+      });
+      return;
+    }
+    const ttl = Math.floor(o.deadline - this.#now());
+    if (ttl <= 0) return; // the deadline timer answers
+    o.attempt++;
+    o.link = link;
+    link.retain();
+    const sent = link.send({ type: 'REQUEST', id: o.id, service: o.service, attempt: o.attempt, dup: o.dup, ttl, worker: o.hint, payload: o.payload });
+    if (!sent) {
+      link.release();
+      o.link = undefined;
+      o.attempt--;
+      this.#send(o, link);
+      return;
+    }
+    const attemptMs = Math.min(o.attemptTimeout, ttl);
+    o.timer = setTimeout(() => {
+      o.timer = undefined;
+      this.#retry(o, link, new MeshError('MESH_ERR_TIMEOUT', `attempt ${o.attempt} timed out after ${Math.round(attemptMs)} ms`), true);
+    }, attemptMs);
+  }
+
+  #detach(o: Outstanding): void {
+    if (o.timer) clearTimeout(o.timer);
+    o.timer = undefined;
+    o.cancelWait?.();
+    o.cancelWait = undefined;
+    o.link?.release();
+    o.link = undefined;
+  }
+
+  /** A failed attempt: resend elsewhere if retries, budget and deadline allow. */
+  #retry(o: Outstanding, from: BrokerLink, error: MeshError, mayHaveRun: boolean): void {
+    if (o.link !== from) return; // an old attempt's news
+    this.#detach(o);
+    o.lastError = error;
+    if (mayHaveRun || o.dispatched) o.dup = true;
+    const left = o.deadline - this.#now();
+    if (o.retriesLeft <= 0 || left <= 1 || o.attempt >= MAX_ATTEMPT || !this.#budget.tryRetry(this.#now())) {
+      // Out of attempts: if the deadline still runs, keep waiting on it only
+      // when the error is a timeout (a late reply may still come); else fail now.
+      this.#finishWithError(o, error.code === 'MESH_ERR_TIMEOUT' && left > 1 ? new MeshError('MESH_ERR_TIMEOUT', `request to ${o.service} failed after ${o.attempt} attempts: ${error.message}`) : error);
+      return;
+    }
+    o.retriesLeft--;
+    this.#send(o, from);
+  }
+
+  /** Handed back before dispatch: resend without using a retry (bounded). */
+  #handback(o: Outstanding, error: MeshError): void {
+    const from = o.link;
+    this.#detach(o);
+    o.lastError = error;
+    if (++o.handbacks > MAX_HANDBACKS) {
+      this.#finishWithError(o, error);
+      return;
+    }
+    this.#send(o, from);
+  }
+
+  #finish(o: Outstanding): void {
+    this.#outstanding.delete(o.idHex);
+    this.#detach(o);
+    o.cleanup();
+  }
+
+  #finishWithError(o: Outstanding, error: MeshError): void {
+    if (!this.#outstanding.has(o.idHex)) return;
+    this.#finish(o);
+    o.reject(error);
+  }
+}
