@@ -312,6 +312,7 @@ export class Broker {
 
   #onClose(session: Session, error: MeshError | undefined): void {
     if (!this.#sessions.delete(session.id)) return;
+    session.markClosed();
     const set = this.#byKey.get(session.key);
     set?.delete(session);
     if (set?.size === 0) this.#byKey.delete(session.key);
@@ -592,7 +593,8 @@ export class Broker {
   async #drainAndClose(): Promise<void> {
     this.#draining = true;
     this.#emit({ type: 'draining' });
-    await this.#listener?.close();
+    // Stop accepting now; the server's close completes once every connection is gone.
+    const listenerClosed = this.#listener?.close();
     this.#watcher?.close();
     for (const s of this.#sessions.values()) {
       if (s.entry.role !== 'broker') s.connection.send({ type: 'DRAIN' });
@@ -610,21 +612,12 @@ export class Broker {
       await new Promise((r) => setTimeout(r, 10));
     }
     if (this.#sweepTimer) clearTimeout(this.#sweepTimer);
-    const closed = [...this.#sessions.values()].map(
-      (s) =>
-        new Promise<void>((resolve) => {
-          const c = s.connection;
-          if (c.closed && !this.#sessions.has(s.id)) return resolve();
-          const check = setInterval(() => {
-            if (!this.#sessions.has(s.id)) {
-              clearInterval(check);
-              resolve();
-            }
-          }, 5);
-          c.close();
-        }),
-    );
+    const closed = [...this.#sessions.values()].map((s) => {
+      s.connection.close();
+      return s.closed;
+    });
     await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, 2000).unref())]);
+    await Promise.race([listenerClosed, new Promise((r) => setTimeout(r, 1000).unref())]);
     this.#emit({ type: 'closed' });
   }
 }

@@ -40,6 +40,10 @@ export class Session {
   readonly inflight = new Map<string, PendingRequest>();
   /** DISPATCHED entries waiting for the end of the turn (as a client). */
   dispatched: Dispatch[] = [];
+  /** Resolves when the connection has closed. */
+  readonly closed: Promise<void>;
+  /** Called by the broker when the connection closes. */
+  readonly markClosed: () => void;
 
   constructor(id: number, connection: Connection, key: string, entry: RegistryEntry) {
     this.id = id;
@@ -47,6 +51,9 @@ export class Session {
     this.key = key;
     this.publicKey = connection.remoteKey;
     this.entry = entry;
+    let resolve!: () => void;
+    this.closed = new Promise<void>((r) => (resolve = r));
+    this.markClosed = resolve;
   }
 
   /** Name used in stamps and logs: the registry's. */

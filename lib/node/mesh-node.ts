@@ -42,6 +42,8 @@ export interface MeshNodeOptions {
   readonly replyCache?: Partial<ReplyCacheLimits> | undefined;
   /** Learn brokers from BROKERS lists (default true). */
   readonly discover?: boolean | undefined;
+  /** Longest wait in close() for running handlers, ms (default 2000); then links close anyway. */
+  readonly closeTimeout?: number | undefined;
   /** Aborts connect(). */
   readonly signal?: AbortSignal | undefined;
   /** Deadline for connect() to reach one broker, ms (default 5000). */
@@ -210,12 +212,16 @@ export class MeshNode {
 
   /**
    * Closes the node (idempotent): pending requests reject with
-   * MESH_ERR_CLOSED, handlers still running finish, links close.
+   * MESH_ERR_CLOSED, handlers still running get up to `closeTimeout` ms to
+   * finish and send their replies, then every link closes.
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#requester.close();
-      await this.#runner.drain();
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#options.closeTimeout ?? 2000)));
+      await Promise.race([this.#runner.drain(), limit]);
+      clearTimeout(timer);
       for (const link of this.#links.values()) link.close();
       this.#healthyWaiters.clear();
     })();
