@@ -46,6 +46,8 @@ export interface BrokerOptions {
   readonly maxHandshakes?: number | undefined;
   /** Most established connections (default 10 000). */
   readonly maxConnections?: number | undefined;
+  /** Most requests one client key may have pending at this broker (default 10 000). */
+  readonly maxPendingPerClient?: number | undefined;
   /** Per-service queue bounds. */
   readonly queue?: Partial<QueueLimits> | undefined;
   /** Per-connection outbound byte cap (default 8 MiB). */
@@ -80,6 +82,10 @@ export interface BrokerSnapshot {
   readonly services: ReadonlyArray<{ name: string; workers: number; credits: number; queued: number; queuedBytes: number }>;
 }
 
+/** Most requests a worker may hold beyond its credits through worker hints. */
+const MAX_HINTED_OVERDRAFT = 64;
+/** Messages only a party that may serve can send. */
+const WORKER_MESSAGES: ReadonlySet<MessageTypeName> = new Set(['REPLY', 'REFUSED', 'CANCEL']);
 /** Most refusals a request may collect before the client is told BUSY. */
 const MAX_REFUSALS = 8;
 /** How long an answered-or-lost request record may outlive its deadline, ms. */
@@ -99,6 +105,7 @@ export class Broker {
   readonly #sessions = new Map<number, Session>();
   readonly #byKey = new Map<string, Set<Session>>();
   readonly #pending = new Map<string, PendingRequest>();
+  readonly #pendingByClient = new Map<string, number>();
   readonly #handlers: Partial<Record<MessageTypeName, Handler>>;
   #registry: Registry;
   #watcher: RegistryWatcher | undefined;
@@ -303,7 +310,9 @@ export class Broker {
 
   #onMessage(session: Session, message: Message): void {
     const handler = this.#handlers[message.type];
-    if (!handler) {
+    const role = session.entry.role;
+    const serves = role === 'worker' || role === 'node';
+    if (!handler || (!serves && (WORKER_MESSAGES.has(message.type) || (message.type === 'ERROR' && message.id !== undefined)))) {
       session.connection.close(new MeshError('MESH_ERR_PROTOCOL', `${message.type} may not be sent to a broker by a ${session.entry.role}`), { notify: true });
       return;
     }
@@ -364,6 +373,13 @@ export class Broker {
       reply('MESH_ERR_NO_SERVICE', `no worker offers ${m.service} at this broker`);
       return;
     }
+    const maxPending = this.#options.maxPendingPerClient ?? 10_000;
+    const count = this.#pendingByClient.get(client.key) ?? 0;
+    if (count >= maxPending) {
+      reply('MESH_ERR_BUSY', `${client.name} has ${count} requests pending at this broker (limit ${maxPending})`);
+      return;
+    }
+    this.#pendingByClient.set(client.key, count + 1);
     const pending: PendingRequest = {
       reqKey,
       message: { ...m, sender: client.publicKey, senderName: client.name },
@@ -392,7 +408,7 @@ export class Broker {
     const hint = p.message.worker === undefined ? undefined : encodeKey(p.message.worker);
     if (hint !== undefined) {
       for (const s of this.#byKey.get(hint) ?? []) {
-        if (service.has(s.id)) {
+        if (service.has(s.id) && (service.credits(s.id) > 0 || s.inflight.size < service.credits(s.id) + MAX_HINTED_OVERDRAFT)) {
           service.takeCredit(s.id);
           this.#dispatch(p, s);
           return;
@@ -443,10 +459,21 @@ export class Broker {
 
   /** Answers the client with an error and forgets the request. */
   #fail(p: PendingRequest, code: ConstructorParameters<typeof MeshError>[0], text: string): void {
-    this.#pending.delete(p.reqKey);
+    this.#forget(p.reqKey);
     const client = this.#sessions.get(p.clientId) ?? this.#anySession(p.clientKey);
     const e = new MeshError(code, text);
     client?.connection.send({ type: 'ERROR', id: p.message.id, code, retryable: e.retryable, text });
+  }
+
+  /** Forgets a pending request; false when it was not pending. */
+  #forget(reqKey: string): boolean {
+    const p = this.#pending.get(reqKey);
+    if (!p) return false;
+    this.#pending.delete(reqKey);
+    const n = (this.#pendingByClient.get(p.clientKey) ?? 1) - 1;
+    if (n <= 0) this.#pendingByClient.delete(p.clientKey);
+    else this.#pendingByClient.set(p.clientKey, n);
+    return true;
   }
 
   #anySession(key: string): Session | undefined {
@@ -502,14 +529,14 @@ export class Broker {
       if (p) {
         worker.inflight.delete(reqKey);
         if (p.workerId !== undefined && p.workerId !== worker.id) this.#sessions.get(p.workerId)?.inflight.delete(reqKey);
-        this.#pending.delete(reqKey);
+        this.#forget(reqKey);
       }
       return p;
     }
     for (const [reqKey, p] of worker.inflight) {
       if (reqKey.endsWith(idHex)) {
         worker.inflight.delete(reqKey);
-        this.#pending.delete(reqKey);
+        this.#forget(reqKey);
         return p;
       }
     }
@@ -577,7 +604,7 @@ export class Broker {
     // Forget dispatched requests long past their deadline (the client gave up).
     for (const p of this.#pending.values()) {
       if (p.workerId !== undefined && p.deadline + PENDING_GRACE <= now) {
-        this.#pending.delete(p.reqKey);
+        this.#forget(p.reqKey);
         const w = this.#sessions.get(p.workerId);
         w?.inflight.delete(p.reqKey);
         if (w) this.#idle(w);
@@ -602,7 +629,7 @@ export class Broker {
     // Queued requests go back to their clients: not dispatched, resend elsewhere.
     for (const service of this.#services.values()) {
       for (const e of service.removeWhere(() => true)) {
-        if (!this.#pending.delete(e.item.reqKey)) continue;
+        if (!this.#forget(e.item.reqKey)) continue;
         const client = this.#sessions.get(e.item.clientId) ?? this.#anySession(e.item.clientKey);
         client?.connection.send({ type: 'REFUSED', id: e.item.message.id });
       }

@@ -217,3 +217,31 @@ test('broker.close() drains: in-flight replies are delivered, queued requests ha
     await mesh.close();
   }
 });
+
+test('a client may not answer requests: a REPLY from a client-only key closes it with MESH_ERR_PROTOCOL', async () => {
+  const mesh = await MeshFixture.start(registry);
+  try {
+    const raw = await noiseClient(Number(new URL(mesh.broker.address.replace('mesh:', 'http:')).port), { keyPair: client.keyPair, remoteKey: Buffer.from(mesh.broker.key, 'base64url'), suite: getSuite('node') });
+    const codec = new EnvelopeCodec();
+    const [plaintext] = packSegments([codec.encode({ type: 'REPLY', id: Buffer.alloc(16, 1), to: fast.keyPair.publicKey, payload: Buffer.from('spoof') })]);
+    raw.sendPlaintext(plaintext!);
+    await raw.closed;
+    const errors = raw.received().map((p) => codec.decode(p.subarray(3)));
+    assert.ok(errors.some((m) => m.type === 'ERROR' && m.code === 'MESH_ERR_PROTOCOL' && /REPLY/.test(m.text)), JSON.stringify(errors));
+  } finally {
+    await mesh.close();
+  }
+});
+
+test('a client with too many requests pending at a broker gets MESH_ERR_BUSY', async () => {
+  const mesh = await MeshFixture.start(registry, { maxPendingPerClient: 5 });
+  try {
+    (await mesh.node(fast)).serve('hold', () => sleep(300).then(() => 'ok'), { concurrency: 1 });
+    const c = await mesh.node(client);
+    const fates = await Promise.all(Array.from({ length: 8 }, () => c.request('hold', 'x', { timeout: 3000, retries: 0 }).then(() => 'ok', (e: MeshError) => e.code)));
+    assert.equal(fates.filter((f) => f === 'MESH_ERR_BUSY').length, 3, fates.join());
+    assert.equal(fates.filter((f) => f === 'ok').length, 5, fates.join());
+  } finally {
+    await mesh.close();
+  }
+});
