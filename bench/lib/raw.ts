@@ -75,7 +75,7 @@ export class LengthPrefixedReader {
 }
 
 /** Corks a socket on its first write of a tick and uncorks it on the next tick. */
-class BatchedWriter {
+export class BatchedWriter {
   readonly #socket: net.Socket;
   #corked = false;
 
