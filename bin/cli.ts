@@ -5,7 +5,8 @@
  *
  * Exit codes: 0 success, 1 a MeshError (printed as `CODE: message`) or other
  * failure, 2 a usage error (unknown command or flag, missing or bad flag).
- * Option values come from flags, then MESHD_* environment variables.
+ * Option values come from flags, then MESHD_* environment variables, then
+ * (for `meshd broker`) the YAML file of --config, then defaults.
  */
 
 import { readFileSync } from 'node:fs';
@@ -13,10 +14,14 @@ import yargs from 'yargs';
 import type { Argv, CommandModule } from 'yargs';
 import { MeshError } from '../lib/index.ts';
 import { address } from './commands/address.ts';
+import { broker } from './commands/broker.ts';
 import { keygen } from './commands/keygen.ts';
 import { pubkey } from './commands/pubkey.ts';
+import { REGISTRY_SUBCOMMANDS, registry } from './commands/registry.ts';
+import { request } from './commands/request.ts';
+import { serve } from './commands/serve.ts';
 import { CONTEXT_KEY, docsEpilogue, givenOnCommandLine, println } from './context.ts';
-import type { CliContext, CliIO, MeshdCommand } from './context.ts';
+import type { CliContext, CliHost, CliIO, MeshdCommand } from './context.ts';
 
 /** Exit codes of meshd. */
 export const ExitCode = { OK: 0, FAILURE: 1, USAGE: 2 } as const;
@@ -34,10 +39,38 @@ function untyped<Args>(command: MeshdCommand<Args>): CommandModule {
 }
 
 /** The commands, in the order `meshd --help` lists them. A new command is added here only. */
-const COMMANDS: readonly CommandModule[] = [untyped(keygen), untyped(pubkey), untyped(address)];
+const COMMANDS: readonly CommandModule[] = [
+  untyped(broker),
+  untyped(serve),
+  untyped(request),
+  untyped(registry),
+  untyped(keygen),
+  untyped(pubkey),
+  untyped(address),
+];
 
 /** The command names, for error hints. */
 const COMMAND_NAMES: readonly string[] = COMMANDS.map((c) => String(c.command).split(' ')[0] ?? '');
+
+/** Commands with subcommands, for error hints (`meshd registry add: ...`). */
+const SUBCOMMANDS: Readonly<Record<string, readonly string[]>> = { registry: REGISTRY_SUBCOMMANDS };
+
+/** The process as the commands see it. */
+export const processHost: CliHost = {
+  stdin: process.stdin,
+  onSignal(signal, listener) {
+    process.on(signal, listener);
+    return () => {
+      process.off(signal, listener);
+    };
+  },
+  exit(code) {
+    process.exit(code);
+  },
+  exitAfter(ms, code) {
+    setTimeout(() => process.exit(code), ms).unref();
+  },
+};
 
 /** A command-line mistake: reported with a hint and exit code 2. */
 class UsageError extends Error {
@@ -112,10 +145,13 @@ function buildParser(ctx: CliContext): Argv {
       throw new UsageError(msg ?? err?.message ?? 'invalid command line');
     })
     .example('$0 keygen --out broker.key', 'create a key pair, print the public key')
-    .example('$0 pubkey broker.key', 'print the public key of a key file')
+    .example('$0 registry add --registry registry.yaml --key-file broker.key --name broker-1 --role broker', 'let a key in')
+    .example('$0 broker --listen 127.0.0.1:4222 --key broker.key --registry registry.yaml', 'run a broker')
+    .example('$0 serve --broker "$BROKER" --key worker.key echo --echo', 'run a demo echo worker')
+    .example('$0 request --broker "$BROKER" --key client.key echo hello', 'send a request, print the reply')
     .example('$0 address --key broker.key --host 10.0.0.5 --port 7000', 'print the broker address')
     .epilogue(
-      `Options: a flag wins over its MESHD_* variable (MESHD_OUT for --out, MESHD_HOST for --host, ...).\n` +
+      `Options: a flag wins over its MESHD_* variable (MESHD_OUT for --out, MESHD_LISTEN for --listen, ...), which wins over the broker's --config file.\n` +
         `Exit codes: 0 success, 1 error (printed as MESH_ERR_CODE: message), 2 usage error.\n` +
         docsEpilogue(),
     );
@@ -123,9 +159,14 @@ function buildParser(ctx: CliContext): Argv {
   return y.middleware(scopeEnv(y, ctx, process.env), true);
 }
 
-/** The command named on the command line, if any (for the usage hint). */
+/** The command (and subcommand) named on the command line, if any (for the usage hint). */
 function commandIn(args: readonly string[]): string | undefined {
-  return args.find((a) => COMMAND_NAMES.includes(a));
+  const at = args.findIndex((a) => COMMAND_NAMES.includes(a));
+  const command = args[at];
+  if (command === undefined) return undefined;
+  const subs = SUBCOMMANDS[command] ?? [];
+  const sub = args.slice(at + 1).find((a) => subs.includes(a));
+  return sub === undefined ? command : `${command} ${sub}`;
 }
 
 function report(err: unknown, ctx: CliContext): number {
@@ -137,6 +178,12 @@ function report(err: unknown, ctx: CliContext): number {
     const first = ctx.args.find((a) => !a.startsWith('-'));
     if (command === undefined && first !== undefined && (message.startsWith('Did you mean') || message === `Unknown argument: ${first}`)) {
       message = `unknown command '${first}'${message.startsWith('Did you mean') ? `. ${message}` : ''}`;
+    }
+    // `meshd registry frob`: yargs calls frob an unknown argument.
+    const subs = command === undefined ? undefined : SUBCOMMANDS[command];
+    const unknown = /^Unknown arguments?: (\S+)/.exec(message)?.[1];
+    if (command !== undefined && subs !== undefined && unknown !== undefined && ctx.args[ctx.args.indexOf(command) + 1] === unknown) {
+      message = `unknown subcommand '${unknown}'; the subcommands are ${subs.join(', ')}`;
     }
     println(stderr, `${full}: ${message}`);
     println(stderr, `Run '${full} --help' for usage and examples.`);
@@ -152,16 +199,43 @@ function report(err: unknown, ctx: CliContext): number {
   return ExitCode.FAILURE;
 }
 
+/** A public key that starts with `-` (one in 64 do): yargs would read it as short flags. */
+const DASH_KEY = /^-[A-Za-z0-9_-]{42}$/;
+
+/**
+ * The arguments with every public key that starts with `-` made safe for
+ * yargs: the value of a long option is joined to it (`--key -AB..` becomes
+ * `--key=-AB..`), and a positional one is moved after `--`, where the
+ * commands that take a key as a positional (`registry remove`) look for it.
+ * No meshd flag has the shape of a key, so nothing else changes.
+ */
+export function protectDashKeys(args: readonly string[]): string[] {
+  const end = args.indexOf('--');
+  const options = end < 0 ? args : args.slice(0, end);
+  const rest = end < 0 ? [] : args.slice(end + 1);
+  const out: string[] = [];
+  const moved: string[] = [];
+  for (const arg of options) {
+    const previous = out[out.length - 1];
+    if (!DASH_KEY.test(arg)) out.push(arg);
+    else if (previous !== undefined && /^--[a-z][a-z-]*$/.test(previous)) out[out.length - 1] = `${previous}=${arg}`;
+    else moved.push(arg);
+  }
+  return moved.length === 0 && end < 0 ? out : [...out, '--', ...moved, ...rest];
+}
+
 /**
  * Runs the meshd command line `argv` (without node and the script) and
- * resolves to the exit code; it never rejects. All output goes to `io`.
+ * resolves to the exit code; it never rejects. All output goes to `io`;
+ * stdin, signals and exiting go through `host` (the process by default).
  */
-export async function main(argv: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  const ctx: CliContext = { io, args: [...argv], exitCode: ExitCode.OK };
+export async function main(argv: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }, host: CliHost = processHost): Promise<number> {
+  const args = protectDashKeys(argv);
+  const ctx: CliContext = { io, host, args, exitCode: ExitCode.OK };
   let output = '';
   try {
     // With a callback, yargs hands --help and --version text over instead of printing it.
-    await buildParser(ctx).parseAsync(argv, { [CONTEXT_KEY]: ctx }, (_err, _argv, text) => {
+    await buildParser(ctx).parseAsync(args, { [CONTEXT_KEY]: ctx }, (_err, _argv, text) => {
       output = text;
     });
   } catch (err) {

@@ -4,14 +4,16 @@
  * CommandModule in bin/commands/<name>.ts; bin/cli.ts assembles them.
  *
  * Commands write only through `contextOf(argv).io`, never to process.stdout
- * or console, so `main()` can run in-process with captured output.
+ * or console, and reach stdin, signals and exit only through
+ * `contextOf(argv).host`, so `main()` can run in-process with captured
+ * output and a test's signals.
  */
 
 import type { CommandModule } from 'yargs';
 
-/** Anything text can be written to: a stream or a test's collector. */
+/** Anything text (or raw bytes, for `meshd request` replies) can be written to: a stream or a test's collector. */
 export interface Output {
-  write(text: string): unknown;
+  write(chunk: string | Uint8Array): unknown;
 }
 
 /** The two output channels: results on stdout, notes and errors on stderr. */
@@ -20,9 +22,32 @@ export interface CliIO {
   readonly stderr: Output;
 }
 
+/** A signal a long-running command (broker, serve) reacts to. */
+export type HostSignal = 'SIGTERM' | 'SIGINT' | 'SIGHUP';
+
+/**
+ * What a command needs from the process besides output: stdin, signals and
+ * exiting. main() uses the real process; a test may pass its own.
+ */
+export interface CliHost {
+  /** The bytes of `meshd request SERVICE -`. */
+  readonly stdin: AsyncIterable<Uint8Array | string>;
+  /** Calls `listener` on each `signal`; returns a function that stops it. */
+  onSignal(signal: HostSignal, listener: () => void): () => void;
+  /** Ends the process at once with `code` (a second SIGTERM/SIGINT). */
+  exit(code: number): void;
+  /**
+   * Ends the process with `code` after `ms` unless it has ended by itself by
+   * then (the timer does not keep it alive): a safety net for long-running
+   * commands whose shutdown left a handle open.
+   */
+  exitAfter(ms: number, code: number): void;
+}
+
 /** Per-run state handed to command handlers through the yargs parse context. */
 export interface CliContext {
   readonly io: CliIO;
+  readonly host: CliHost;
   /** The command-line arguments main() parsed (without node and the script). */
   readonly args: readonly string[];
   /** The exit code main() returns when the handler finishes without throwing. Default 0. */

@@ -441,8 +441,10 @@ export class Broker {
       client.dispatched.push({ id: p.message.id, worker: worker.publicKey });
       this.#dispatchTo.add(client);
       if (!this.#dispatchFlush) {
+        // After the current callback: every dispatch of this batch of input
+        // goes into one DISPATCHED, sealed with the rest of this turn's output.
         this.#dispatchFlush = true;
-        setImmediate(this.#flushDispatched);
+        queueMicrotask(this.#flushDispatched);
       }
     }
   }

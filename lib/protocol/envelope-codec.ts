@@ -51,7 +51,7 @@ export class EnvelopeCodec {
     if (payload.length > maxPayload) {
       throw new MeshError('MESH_ERR_ENVELOPE_TOO_LARGE', `${msg.type} payload is ${payload.length} bytes, over the limit of ${maxPayload}`);
     }
-    const header = this.#headers.encode(messageToHeader(msg));
+    const header = this.#headers.encodeView(messageToHeader(msg)); // copied into head below
     if (header.length > MAX_HEADER_LENGTH) {
       throw new MeshError('MESH_ERR_ENVELOPE_TOO_LARGE', `${msg.type} header is ${header.length} bytes, over ${MAX_HEADER_LENGTH}`);
     }

@@ -244,7 +244,8 @@ export function messagePayload(msg: Message): Uint8Array {
 class FieldReader {
   readonly #h: Map<number, HeaderValue>;
   readonly #type: string;
-  readonly #allowed = new Set<number>([HeaderKey.type]);
+  /** Bit k set: header key k is defined for this message type (all keys are < 32). */
+  #allowed = 1 << HeaderKey.type;
 
   constructor(header: Map<number, HeaderValue>, type: string) {
     this.#h = header;
@@ -257,7 +258,7 @@ class FieldReader {
 
   #get(name: keyof typeof HeaderKey, required: boolean): HeaderValue | undefined {
     const key = HeaderKey[name];
-    this.#allowed.add(key);
+    this.#allowed |= 1 << key;
     const v = this.#h.get(key);
     if (v === undefined && required) this.fail(name, 'is missing');
     return v;
@@ -303,7 +304,7 @@ class FieldReader {
   /** Fails on any key this message type does not define. */
   done(): void {
     for (const key of this.#h.keys()) {
-      if (!this.#allowed.has(key)) throw new MeshError('MESH_ERR_PROTOCOL', `${this.#type}: unexpected header key ${key}`);
+      if (key >= 32 || (this.#allowed & (1 << key)) === 0) throw new MeshError('MESH_ERR_PROTOCOL', `${this.#type}: unexpected header key ${key}`);
     }
   }
 }

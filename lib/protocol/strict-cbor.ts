@@ -148,8 +148,12 @@ export class HeaderCodec {
 
   /** Encodes a header map. The result is a fresh copy the caller owns. */
   encode(header: Map<number, HeaderValue>): Buffer {
-    const out = this.#cbor.encode(header);
-    return Buffer.from(out);
+    return Buffer.from(this.encodeView(header));
+  }
+
+  /** Encodes a header map into cbor-x's scratch buffer: valid only until the next encode. */
+  encodeView(header: Map<number, HeaderValue>): Buffer {
+    return this.#cbor.encode(header);
   }
 
   /** Checks then decodes a header map; throws MESH_ERR_PROTOCOL on anything else. */

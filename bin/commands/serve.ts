@@ -1,0 +1,117 @@
+/**
+ * `meshd serve SERVICE --echo`: a demo worker. Connects a MeshNode, answers
+ * every request for SERVICE with its own payload, prints `ready`, and runs
+ * until SIGTERM or SIGINT, then drains and exits 0.
+ */
+
+import { MeshNode } from '../../lib/index.ts';
+import { contextOf, docsEpilogue, println } from '../context.ts';
+import type { MeshdCommand } from '../context.ts';
+import { errorFields, jsonLogger } from '../log.ts';
+import { DEFAULT_CONNECT_TIMEOUT, LINGER_MS, brokerList, integerProblem, stopSignals } from '../options.ts';
+
+export interface ServeArgs {
+  readonly service: string;
+  readonly broker: readonly string[];
+  readonly key: string;
+  readonly echo: boolean;
+  readonly concurrency: number;
+  readonly name?: string | undefined;
+  readonly 'connect-timeout': number;
+}
+
+/** Default handlers run at once (MeshNode's own default). */
+const DEFAULT_CONCURRENCY = 16;
+
+export const serve: MeshdCommand<ServeArgs> = {
+  command: 'serve <service>',
+  describe: 'Run a demo worker: answer requests for SERVICE with their own payload (--echo)',
+  builder: (y) =>
+    y
+      .usage(
+        '$0 serve --broker URL... --key FILE SERVICE --echo [options]\n\n' +
+          'Connect to the brokers as a worker and serve SERVICE with the echo handler: every request is answered with its own payload. Prints one stdout line, `ready`, once the service is offered; logs broker connections as JSON lines on stderr. Runs until SIGTERM or SIGINT, then finishes the requests it is running and exits 0; a second signal exits at once.\n\n' +
+          "The worker's key must be in the broker's registry with a role that may serve SERVICE (worker or node).",
+      )
+      .positional('service', {
+        type: 'string',
+        demandOption: true,
+        describe: 'Service name to offer, e.g. echo or billing.invoice',
+      })
+      .option('broker', {
+        type: 'string',
+        array: true,
+        requiresArg: true,
+        demandOption: 'serve needs --broker URL, the mesh://KEY@HOST:PORT a broker prints when it starts',
+        describe: 'Broker address mesh://KEY@HOST:PORT (repeat for several brokers). Env: MESHD_BROKER (several: separated by spaces)',
+      })
+      .option('key', {
+        type: 'string',
+        requiresArg: true,
+        demandOption: "serve needs --key FILE, the worker's key file (create one with `meshd keygen --out FILE`)",
+        describe: "The worker's key file (mode 0600). Env: MESHD_KEY",
+      })
+      .option('echo', {
+        type: 'boolean',
+        default: false,
+        describe: 'Answer each request with its payload (the only handler for now; required)',
+      })
+      .option('concurrency', {
+        type: 'number',
+        requiresArg: true,
+        default: DEFAULT_CONCURRENCY,
+        describe: 'Most requests handled at once. Env: MESHD_CONCURRENCY',
+      })
+      .option('name', {
+        type: 'string',
+        requiresArg: true,
+        describe: "Name in the worker's HELLO (requests are stamped with its registry name). Env: MESHD_NAME",
+      })
+      .option('connect-timeout', {
+        type: 'number',
+        requiresArg: true,
+        default: DEFAULT_CONNECT_TIMEOUT,
+        describe: 'Longest wait for a first broker to accept the worker, ms. Env: MESHD_CONNECT_TIMEOUT',
+      })
+      .check((argv) => {
+        if (!argv.echo) return 'serve needs a handler: --echo (answer each request with its payload) is the only one for now';
+        if (brokerList(argv.broker).length === 0) return '--broker needs at least one mesh://KEY@HOST:PORT';
+        return integerProblem('concurrency', argv.concurrency, 1) ?? integerProblem('connect-timeout', argv['connect-timeout'], 1) ?? true;
+      })
+      .example('$0 serve --broker "$BROKER" --key worker.key echo --echo', 'serve `echo` through one broker')
+      .example('$0 serve --broker "$B1" --broker "$B2" --key worker.key echo --echo --concurrency 64', 'through two brokers, 64 requests at once')
+      .example('MESHD_BROKER="$B1 $B2" MESHD_KEY=worker.key $0 serve echo --echo', 'brokers and key from the environment')
+      .epilogue(docsEpilogue('meshd-serve')),
+  handler: async (argv) => {
+    const ctx = contextOf(argv);
+    const logger = jsonLogger(ctx.io.stderr);
+    const stop = stopSignals(ctx.host);
+    try {
+      const node = await MeshNode.connect({
+        brokers: brokerList(argv.broker),
+        key: argv.key,
+        name: argv.name,
+        role: 'worker',
+        timeout: argv['connect-timeout'],
+      });
+      try {
+        node.on('connect', (url) => logger.log('info', 'broker-up', `connected to ${url}`, { broker: url }));
+        node.on('disconnect', (url, error) => logger.log('warn', 'broker-down', `lost ${url}${error === undefined ? '' : `: ${error.code}`}; reconnecting`, { broker: url, ...errorFields(error) }));
+        node.on('drain', (url) => logger.log('info', 'broker-draining', `${url} is draining`, { broker: url }));
+        node.on('brokers', (urls) => logger.log('info', 'brokers', `brokers known: ${urls.length}`, { brokers: urls }));
+        node.serve(argv.service, (request) => request.payload, { concurrency: argv.concurrency });
+        logger.log('info', 'ready', `serving ${argv.service} (echo) through ${node.healthyBrokers.join(', ')}`, { service: argv.service, brokers: node.healthyBrokers, concurrency: argv.concurrency });
+        println(ctx.io.stdout, 'ready');
+        const signal = await stop.stopped;
+        logger.log('info', 'shutdown', `${signal}: finishing requests in flight; send it again to exit at once`, { signal });
+        await node.drain();
+      } finally {
+        await node.close();
+      }
+      logger.log('info', 'closed', 'worker closed');
+    } finally {
+      stop.dispose();
+    }
+    ctx.host.exitAfter(LINGER_MS, ctx.exitCode);
+  },
+};

@@ -1,0 +1,114 @@
+/**
+ * Option parsing and process plumbing shared by the commands that run a
+ * broker or a node: listen addresses, integer options, broker lists, stdin,
+ * and the SIGTERM/SIGINT shutdown rule.
+ */
+
+import { constants } from 'node:os';
+import { isIPv6 } from 'node:net';
+import type { CliHost, HostSignal } from './context.ts';
+
+/** A listen address, from `HOST:PORT` or `[IPV6]:PORT`. */
+export interface ListenAddress {
+  readonly host: string;
+  /** 0 means any free port. */
+  readonly port: number;
+}
+
+const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/;
+
+/** Parses `--listen`: the address, or a message saying what is wrong. */
+export function parseListen(text: string): ListenAddress | string {
+  const expected = 'expected HOST:PORT or [IPV6]:PORT, e.g. 127.0.0.1:4222, 0.0.0.0:4222 or [::1]:4222 (port 0: any free port)';
+  let host: string;
+  let portText: string;
+  const bracketed = /^\[([^\]]*)\]:(.*)$/.exec(text);
+  if (bracketed) {
+    host = bracketed[1] ?? '';
+    portText = bracketed[2] ?? '';
+    if (!isIPv6(host)) return `--listen '${text}': '${host}' in brackets is not an IPv6 address; ${expected}`;
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon < 0) return `--listen '${text}' has no port; ${expected}`;
+    host = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+    if (host.includes(':')) return `--listen '${text}': put an IPv6 address in brackets, e.g. [${host}]:${portText}`;
+    if (host === '') return `--listen '${text}' has no host (use 0.0.0.0 for every IPv4 interface, [::] for every interface); ${expected}`;
+    if (!HOST_NAME.test(host)) return `--listen '${text}': '${host}' is not a host name or IP address; ${expected}`;
+  }
+  if (!/^[0-9]{1,5}$/.test(portText) || Number(portText) > 65535) return `--listen '${text}': port '${portText}' is not an integer from 0 to 65535`;
+  return { host, port: Number(portText) };
+}
+
+/**
+ * Checks an integer option: undefined when `value` is absent or a whole number
+ * from `min` to `max`, otherwise the message of a usage error.
+ */
+export function integerProblem(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `at least ${min}` : `from ${min} to ${max}`;
+    return `--${name} must be a whole number ${range}, got ${typeof value === 'number' && Number.isNaN(value) ? 'something that is not a number' : `'${typeof value === 'number' || typeof value === 'string' ? value : JSON.stringify(value)}'`}`;
+  }
+  return undefined;
+}
+
+/**
+ * The broker URLs of repeated `--broker` flags, or of MESHD_BROKER / a config
+ * value listing several separated by spaces or commas.
+ */
+export function brokerList(value: unknown): string[] {
+  const values = Array.isArray(value) ? (value as unknown[]) : value === undefined ? [] : [value];
+  return values.flatMap((v) => String(v).split(/[\s,]+/)).filter((v) => v.length > 0);
+}
+
+/** Reads a stream to its end. */
+export async function readAll(input: AsyncIterable<Uint8Array | string>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of input) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+  return Buffer.concat(chunks);
+}
+
+/** The exit code of a process killed by `signal`, as shells report it (128 + number). */
+export function signalExitCode(signal: HostSignal): number {
+  return 128 + constants.signals[signal];
+}
+
+/** The shutdown rule of `meshd broker` and `meshd serve`. */
+export interface StopSignals {
+  /** Resolves with the first SIGTERM or SIGINT. */
+  readonly stopped: Promise<HostSignal>;
+  /** Stops listening for the signals. */
+  dispose(): void;
+}
+
+/**
+ * Listens for SIGTERM and SIGINT: the first asks for a graceful shutdown
+ * (`stopped` resolves); a second exits at once with 128 + its number.
+ */
+export function stopSignals(host: CliHost): StopSignals {
+  let first: HostSignal | undefined;
+  let resolve: (signal: HostSignal) => void = () => undefined;
+  const stopped = new Promise<HostSignal>((r) => (resolve = r));
+  const on = (signal: HostSignal) => () => {
+    if (first === undefined) {
+      first = signal;
+      resolve(signal);
+    } else {
+      host.exit(signalExitCode(signal));
+    }
+  };
+  const offs = (['SIGTERM', 'SIGINT'] as const).map((signal) => host.onSignal(signal, on(signal)));
+  return {
+    stopped,
+    dispose: () => {
+      for (const off of offs) off();
+    },
+  };
+}
+
+/** Default deadline for `serve` and `request` to reach a first broker, ms. */
+export const DEFAULT_CONNECT_TIMEOUT = 5000;
+
+/** How long a finished broker or worker may linger before it is made to exit. */
+export const LINGER_MS = 3000;
