@@ -77,7 +77,7 @@ export { Connection, DEFAULT_HANDSHAKE_TIMEOUT } from './protocol/connection.ts'
 export type { ConnectOptions, AcceptOptions, ConnectionOptions, ConnectionHandlers, ConnectionStats } from './protocol/connection.ts';
 
 /** Broker: sessions, routing, registry enforcement, drain (DESIGN §4, §5). */
-export { Broker } from './broker/broker.ts';
+export { Broker, DEFAULT_DRAIN_TIMEOUT } from './broker/broker.ts';
 /** Broker options, events and status. */
 export type { BrokerOptions, BrokerEvent, BrokerSnapshot } from './broker/broker.ts';
 /** The registry: who may connect, call and serve. */
@@ -101,6 +101,8 @@ export type { MeshNodeOptions, MeshNodeEvents } from './node/mesh-node.ts';
 export { DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRIES } from './node/requester.ts';
 /** Options of one request. */
 export type { RequestOptions } from './node/requester.ts';
+/** Default handlers run at once per service. */
+export { DEFAULT_CONCURRENCY } from './node/service-runner.ts';
 /** Handler types of `serve`. */
 export type { Handler, HandlerResult, IncomingRequest, ServeOptions } from './node/service-runner.ts';
 /** Reply cache bounds. */

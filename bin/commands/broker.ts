@@ -7,7 +7,7 @@
 
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { Broker, DEFAULT_MAX_PAYLOAD, DEFAULT_QUEUE_LIMITS, MeshError, getSuite } from '../../lib/index.ts';
+import { Broker, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_PAYLOAD, DEFAULT_QUEUE_LIMITS, MeshError, getSuite } from '../../lib/index.ts';
 import type { SuiteName } from '../../lib/index.ts';
 import { contextOf, docsEpilogue, println } from '../context.ts';
 import type { MeshdCommand } from '../context.ts';
@@ -28,8 +28,6 @@ export interface BrokerArgs {
   readonly config?: string | undefined;
 }
 
-/** Default drain timeout, ms (the Broker's own default). */
-const DEFAULT_DRAIN_TIMEOUT = 5000;
 /** Largest payload a broker may be configured to accept: the envelope limit of wire protocol v1 is far above, so this is a sanity bound. */
 const MAX_MAX_PAYLOAD = 64 * 1024 * 1024;
 

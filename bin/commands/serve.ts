@@ -4,7 +4,7 @@
  * until SIGTERM or SIGINT, then drains and exits 0.
  */
 
-import { MeshNode } from '../../lib/index.ts';
+import { DEFAULT_CONCURRENCY, MeshNode } from '../../lib/index.ts';
 import { contextOf, docsEpilogue, println } from '../context.ts';
 import type { MeshdCommand } from '../context.ts';
 import { errorFields, jsonLogger } from '../log.ts';
@@ -20,8 +20,6 @@ export interface ServeArgs {
   readonly 'connect-timeout': number;
 }
 
-/** Default handlers run at once (MeshNode's own default). */
-const DEFAULT_CONCURRENCY = 16;
 
 export const serve: MeshdCommand<ServeArgs> = {
   command: 'serve <service>',
@@ -98,6 +96,7 @@ export const serve: MeshdCommand<ServeArgs> = {
         node.on('connect', (url) => logger.log('info', 'broker-up', `connected to ${url}`, { broker: url }));
         node.on('disconnect', (url, error) => logger.log('warn', 'broker-down', `lost ${url}${error === undefined ? '' : `: ${error.code}`}; reconnecting`, { broker: url, ...errorFields(error) }));
         node.on('drain', (url) => logger.log('info', 'broker-draining', `${url} is draining`, { broker: url }));
+        node.on('error', (error, url) => logger.log('error', 'broker-error', `${url}: ${error.code}: ${error.message}`, { broker: url, ...errorFields(error) }));
         node.on('brokers', (urls) => logger.log('info', 'brokers', `brokers known: ${urls.length}`, { brokers: urls }));
         node.serve(argv.service, (request) => request.payload, { concurrency: argv.concurrency });
         logger.log('info', 'ready', `serving ${argv.service} (echo) through ${node.healthyBrokers.join(', ')}`, { service: argv.service, brokers: node.healthyBrokers, concurrency: argv.concurrency });

@@ -82,6 +82,9 @@ export interface BrokerSnapshot {
   readonly services: ReadonlyArray<{ name: string; workers: number; credits: number; queued: number; queuedBytes: number }>;
 }
 
+/** Default longest wait for in-flight replies when draining, ms. */
+export const DEFAULT_DRAIN_TIMEOUT = 5000;
+
 /** Most requests a worker may hold beyond its credits through worker hints. */
 const MAX_HINTED_OVERDRAFT = 64;
 /** Messages only a party that may serve can send. */
@@ -636,7 +639,7 @@ export class Broker {
         client?.connection.send({ type: 'REFUSED', id: e.item.message.id });
       }
     }
-    const deadline = this.#now() + (this.#options.drainTimeout ?? 5000);
+    const deadline = this.#now() + (this.#options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT);
     while (this.#pending.size > 0 && this.#now() < deadline && this.#sessions.size > 0) {
       await new Promise((r) => setTimeout(r, 10));
     }

@@ -5,10 +5,10 @@
  * brokers, and runs its services' handlers (DESIGN §6).
  */
 import { EventEmitter } from 'node:events';
-import { MeshError } from '../errors.ts';
+import { MeshError, isErrorCode } from '../errors.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
 import { defaultSuite } from '../crypto/suites.ts';
-import { readKeyFile } from '../crypto/keys.ts';
+import { encodeKey, readKeyFile } from '../crypto/keys.ts';
 import { parseBrokerAddress, formatBrokerAddress } from '../crypto/broker-address.ts';
 import type { BrokerAddress } from '../crypto/broker-address.ts';
 import type { HeartbeatSettings, RoleName } from '../protocol/hello.ts';
@@ -64,6 +64,8 @@ export interface MeshNodeEvents {
   brokers: [brokers: string[]];
   /** A broker is draining. */
   drain: [broker: string];
+  /** A broker reported a connection-level error that does not close the link (e.g. MESH_ERR_FORBIDDEN for a READY). */
+  error: [error: MeshError, broker: string];
 }
 
 /** A node of the mesh: client and worker. */
@@ -252,6 +254,8 @@ export class MeshNode {
   }
 
   #addLink(address: BrokerAddress, seed: boolean): void {
+    // One link per broker key: a second address for the same key is ignored.
+    if (this.#links.has(encodeKey(address.publicKey))) return;
     const link = new BrokerLink(address, seed, this.#settings, {
       onUp: (l) => {
         this.#runner.onLinkUp();
@@ -285,6 +289,15 @@ export class MeshNode {
         this.#requester.onLinkDraining(link);
         this.#runner.onLinkDown(link);
         this.#emit('drain', link.address.url);
+        return;
+      case 'ERROR':
+        if (message.id === undefined) {
+          const code = isErrorCode(message.code) ? message.code : 'MESH_ERR_PROTOCOL';
+          // Only emitted when someone listens: an 'error' event without a listener would throw.
+          if (this.#events.listenerCount('error') > 0) this.#emit('error', new MeshError(code, message.text, { retryable: message.retryable }), link.address.url);
+          return;
+        }
+        this.#requester.onMessage(link, message);
         return;
       default:
         this.#requester.onMessage(link, message);

@@ -42,6 +42,9 @@ export interface ServeOptions {
   readonly concurrency?: number | undefined;
 }
 
+/** Default handlers run at once per service. */
+export const DEFAULT_CONCURRENCY = 16;
+
 /** Which links a runner can use. */
 export interface WorkerPool {
   /** Links that are up (possibly draining): can carry replies. */
@@ -84,7 +87,7 @@ export class ServiceRunner {
   /** Starts offering a service. */
   add(service: string, handler: Handler, options: ServeOptions = {}): void {
     if (this.#services.has(service)) throw new MeshError('MESH_ERR_CONFIG', `service ${service} is already served by this node`);
-    const concurrency = options.concurrency ?? 16;
+    const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 65535) throw new MeshError('MESH_ERR_CONFIG', `concurrency must be an integer in 1..65535, got ${concurrency}`);
     this.#services.set(service, { name: service, handler, concurrency, running: 0, granted: new Map(), cancelled: false, idle: [] });
     this.#grant(this.#services.get(service)!);

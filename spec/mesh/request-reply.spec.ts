@@ -108,14 +108,31 @@ test('forbidden call and forbidden serve: MESH_ERR_FORBIDDEN, the connection sta
   const mesh = await MeshFixture.start(registry);
   try {
     const n = await mesh.node(nodeP);
+    const errors: string[] = [];
+    n.on('error', (e) => errors.push(`${e.code}: ${e.message}`));
     n.serve('echo', (r) => r.payload);
     n.serve('billing', () => 'stolen'); // not allowed: the broker answers FORBIDDEN and never routes to it
+    await until(() => errors.length === 1, 2000, 'FORBIDDEN for the READY');
+    assert.match(errors[0]!, /^MESH_ERR_FORBIDDEN: node-1 may not serve billing/);
     const w = await mesh.node(worker);
     w.serve('billing', () => 'real');
     await assert.rejects(n.request('billing', 'x'), (e: unknown) => e instanceof MeshError && e.code === 'MESH_ERR_FORBIDDEN');
     assert.equal((await n.request('echo', 'still-up')).toString(), 'still-up');
     const c = await mesh.node(client);
     for (let i = 0; i < 10; i++) assert.equal((await c.request('billing', 'x')).toString(), 'real');
+  } finally {
+    await mesh.close();
+  }
+});
+
+test('two seeds with the same broker key make one link', async () => {
+  const mesh = await MeshFixture.start(registry);
+  try {
+    const url = new URL(mesh.broker.address.replace('mesh:', 'http:'));
+    const other = mesh.broker.address.replace(`:${url.port}`, ':1');
+    const c = await mesh.node(client, { brokers: [mesh.broker.address, other] });
+    assert.deepEqual(c.brokers, [mesh.broker.address]);
+    assert.deepEqual(c.healthyBrokers, [mesh.broker.address]);
   } finally {
     await mesh.close();
   }
