@@ -89,6 +89,8 @@ export const DEFAULT_DRAIN_TIMEOUT = 5000;
 const MAX_HINTED_OVERDRAFT = 64;
 /** Messages only a party that may serve can send. */
 const WORKER_MESSAGES: ReadonlySet<MessageTypeName> = new Set(['REPLY', 'REFUSED', 'CANCEL']);
+/** Most messages kept from a connection before its session is set up. */
+const MAX_EARLY_MESSAGES = 1024;
 /** Most refusals a request may collect before the client is told BUSY. */
 const MAX_REFUSALS = 8;
 /** How long an answered-or-lost request record may outlive its deadline, ms. */
@@ -261,6 +263,7 @@ export class Broker {
     this.#handshakes++;
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     let session: Session | undefined;
+    const early: Message[] = [];
     Connection.accept(
       socket,
       {
@@ -278,7 +281,13 @@ export class Broker {
         authorize: (key) => (this.#registry.get(key) ? undefined : new MeshError('MESH_ERR_UNAUTHORIZED', `key ${encodeKey(key)} is not in the registry`)),
       },
       {
-        onMessage: (message) => session && this.#onMessage(session, message),
+        onMessage: (message, connection) => {
+          if (session) return this.#onMessage(session, message);
+          // Messages that came with handshake message 3, before the session
+          // exists (it is set up one microtask later): keep them, bounded.
+          if (early.length >= MAX_EARLY_MESSAGES) connection.close(new MeshError('MESH_ERR_LIMIT', 'too many messages before the session was set up'), { notify: true });
+          else early.push(message);
+        },
         onClose: (error) => session && this.#onClose(session, error),
       },
     ).then(
@@ -297,6 +306,9 @@ export class Broker {
         set.add(session);
         connection.send({ type: 'WELCOME', brokerId: this.#keyPair.publicKey, bootId: this.#bootId, brokers: [this.#selfInfo()] });
         this.#emit({ type: 'connected', key, name: entry.name, role: entry.role, remote });
+        for (const message of early.splice(0)) {
+          if (!connection.closed) this.#onMessage(session, message);
+        }
       },
       (error: MeshError) => {
         this.#handshakes--;
