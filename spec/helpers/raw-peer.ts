@@ -175,7 +175,8 @@ export async function rawSocket(port: number): Promise<{ socket: net.Socket; rec
   const chunks: Buffer[] = [];
   socket.on('data', (c: Buffer) => chunks.push(c));
   socket.on('error', () => {});
-  const closed = once(socket, 'close').then(() => undefined);
+  // 'close' always follows an error (EPIPE, ECONNRESET): resolve on it, never reject.
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   await once(socket, 'connect');
   return { socket, received: () => Buffer.concat(chunks), closed };
 }
