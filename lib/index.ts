@@ -74,7 +74,7 @@ export type { Hello, RoleName, HeartbeatSettings } from './protocol/hello.ts';
 /** Connection: an authenticated, encrypted message channel over TCP (Noise XK). */
 export { Connection, DEFAULT_HANDSHAKE_TIMEOUT } from './protocol/connection.ts';
 /** Connection options, handlers and counters. */
-export type { ConnectOptions, AcceptOptions, ConnectionOptions, ConnectionHandlers, ConnectionStats } from './protocol/connection.ts';
+export type { ConnectOptions, AcceptOptions, ConnectionOptions, ChannelOptions, ConnectionHandlers, ConnectionStats } from './protocol/connection.ts';
 
 /** Broker: sessions, routing, registry enforcement, drain (DESIGN §4, §5). */
 export { Broker, DEFAULT_DRAIN_TIMEOUT } from './broker/broker.ts';

@@ -12,7 +12,7 @@ import { defaultSuite } from '../crypto/suites.ts';
 import { encodeKey, readKeyFile } from '../crypto/keys.ts';
 import { formatBrokerAddress } from '../crypto/broker-address.ts';
 import { Connection } from '../protocol/connection.ts';
-import type { HeartbeatSettings } from '../protocol/hello.ts';
+import type { ChannelOptions } from '../protocol/connection.ts';
 import type { Message, MessageTypeName, RequestMessage, BrokerInfo } from '../protocol/messages.ts';
 import { DEFAULT_MAX_PAYLOAD } from '../protocol/envelope-codec.ts';
 import type { Registry } from './registry.ts';
@@ -23,7 +23,7 @@ import { Session } from './session.ts';
 import type { PendingRequest } from './session.ts';
 
 /** Options of {@link Broker.start}. */
-export interface BrokerOptions {
+export interface BrokerOptions extends ChannelOptions {
   /** The broker's static key pair, or the path of its key file. */
   readonly key: KeyPair | string;
   /** Registry: a parsed Registry, or the path of the YAML file (watched and reloaded). */
@@ -34,14 +34,6 @@ export interface BrokerOptions {
   readonly port?: number | undefined;
   /** Name in HELLO and logs (default "broker"). */
   readonly name?: string | undefined;
-  /** Crypto suite (default node:crypto where available). */
-  readonly suite?: CryptoSuite | undefined;
-  /** Heartbeat proposal for node connections. */
-  readonly heartbeat?: HeartbeatSettings | undefined;
-  /** Largest payload accepted (default 1 MiB). */
-  readonly maxPayload?: number | undefined;
-  /** Handshake deadline, ms (default 5000). */
-  readonly handshakeTimeout?: number | undefined;
   /** Most handshakes in progress at once (default 256); more are dropped at accept. */
   readonly maxHandshakes?: number | undefined;
   /** Most established connections (default 10 000). */
@@ -50,10 +42,6 @@ export interface BrokerOptions {
   readonly maxPendingPerClient?: number | undefined;
   /** Per-service queue bounds. */
   readonly queue?: Partial<QueueLimits> | undefined;
-  /** Per-connection outbound byte cap (default 8 MiB). */
-  readonly maxOutboundBytes?: number | undefined;
-  /** Per-connection outbound stall timeout, ms (default 10 000). */
-  readonly stallTimeout?: number | undefined;
   /** Longest wait for in-flight replies when draining, ms (default 5000). */
   readonly drainTimeout?: number | undefined;
   /** Receives broker events (for logs); must not throw. */

@@ -6,12 +6,13 @@
  */
 import { EventEmitter } from 'node:events';
 import { MeshError, isErrorCode } from '../errors.ts';
-import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
+import type { KeyPair } from '../crypto/crypto-suite.ts';
 import { defaultSuite } from '../crypto/suites.ts';
 import { encodeKey, readKeyFile } from '../crypto/keys.ts';
 import { parseBrokerAddress, formatBrokerAddress } from '../crypto/broker-address.ts';
 import type { BrokerAddress } from '../crypto/broker-address.ts';
-import type { HeartbeatSettings, RoleName } from '../protocol/hello.ts';
+import type { RoleName } from '../protocol/hello.ts';
+import type { ChannelOptions } from '../protocol/connection.ts';
 import type { BrokerInfo, Message } from '../protocol/messages.ts';
 import { SERVICE_NAME } from '../protocol/messages.ts';
 import { BrokerLink } from './broker-link.ts';
@@ -23,7 +24,7 @@ import type { Handler, IncomingRequest, ServeOptions } from './service-runner.ts
 import type { ReplyCacheLimits } from './reply-cache.ts';
 
 /** Options of {@link MeshNode.connect}. */
-export interface MeshNodeOptions {
+export interface MeshNodeOptions extends Pick<ChannelOptions, 'suite' | 'heartbeat' | 'maxPayload' | 'handshakeTimeout'> {
   /** Seed brokers as `mesh://KEY@host:port` URLs (at least one). Seeds are never forgotten. */
   readonly brokers: readonly string[];
   /** This node's key pair, or the path of its key file. */
@@ -32,12 +33,6 @@ export interface MeshNodeOptions {
   readonly name?: string | undefined;
   /** Role sent in HELLO (default "node"); the registry decides what is allowed. */
   readonly role?: RoleName | undefined;
-  /** Crypto suite (default node:crypto where available). */
-  readonly suite?: CryptoSuite | undefined;
-  /** Heartbeat proposal. */
-  readonly heartbeat?: HeartbeatSettings | undefined;
-  /** Largest payload accepted (default 1 MiB). */
-  readonly maxPayload?: number | undefined;
   /** Reply cache bounds (workers). */
   readonly replyCache?: Partial<ReplyCacheLimits> | undefined;
   /** Learn brokers from BROKERS lists (default true). */
@@ -90,6 +85,7 @@ export class MeshNode {
       name: options.name,
       heartbeat: options.heartbeat,
       maxPayload: options.maxPayload,
+      handshakeTimeout: options.handshakeTimeout,
       random: options.random ?? Math.random,
     };
     const pool = {

@@ -71,6 +71,9 @@ export interface ConnectionStats {
   bytesReceived: number;
 }
 
+/** Channel settings a broker or node passes down to each of its connections. */
+export type ChannelOptions = Pick<ConnectionOptions, 'suite' | 'heartbeat' | 'maxPayload' | 'handshakeTimeout' | 'maxOutboundBytes' | 'stallTimeout'>;
+
 /** Options of both sides. */
 export interface ConnectionOptions {
   /** This side's static key pair. */

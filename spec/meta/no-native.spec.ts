@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -46,4 +47,21 @@ test('package.json denies the install scripts of cbor-extract and esbuild', () =
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { allowScripts: Record<string, boolean> };
   assert.equal(pkg.allowScripts['cbor-extract'], false);
   assert.equal(pkg.allowScripts.esbuild, false);
+});
+
+test('no .node file is installed at all: cbor-extract is replaced by a stand-in that only throws', () => {
+  const found: string[] = [];
+  const walk = (dir: string, depth: number): void => {
+    if (depth > 12) return;
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const full = join(dir, entry.name);
+      if (entry.isDirectory()) walk(full, depth + 1);
+      else if (entry.name.endsWith('.node')) found.push(full);
+    }
+  };
+  walk(join(root, 'node_modules'), 0);
+  assert.deepEqual(found, []);
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { overrides: Record<string, string>; dependencies: Record<string, string> };
+  assert.equal(pkg.overrides['cbor-extract'], '$cbor-extract');
+  assert.equal(pkg.dependencies['cbor-extract'], 'file:vendor/cbor-extract-disabled');
 });
