@@ -94,7 +94,7 @@ export class Broker {
   readonly #now: () => number;
   readonly #bootId = randomBytes(16);
   readonly #queueLimits: QueueLimits;
-  readonly #services = new ServiceTable<PendingRequest>();
+  readonly #services = new ServiceTable<PendingRequest>((p) => p.deadline);
   readonly #sessions = new Map<number, Session>();
   readonly #byKey = new Map<string, Set<Session>>();
   readonly #pending = new Map<string, PendingRequest>();
@@ -328,7 +328,7 @@ export class Broker {
     const set = this.#byKey.get(session.key);
     set?.delete(session);
     if (set?.size === 0) this.#byKey.delete(session.key);
-    this.#services.withdrawAll(session.id);
+    for (const name of this.#services.withdrawAll(session.id)) this.#services.prune(name);
     this.#dispatchTo.delete(session);
     // Requests this worker was running go to another worker, flagged dup.
     for (const p of session.inflight.values()) {
@@ -367,12 +367,18 @@ export class Broker {
       // worker that has it attach (it dedups by sender and id).
       existing.clientId = client.id;
       existing.message = { ...existing.message, attempt: Math.max(existing.message.attempt, m.attempt), dup: existing.message.dup || m.dup };
+      existing.deadline = Math.max(existing.deadline, this.#now() + m.ttl);
+      if (existing.workerId === undefined) this.#armSweep(existing.deadline);
       const worker = existing.workerId === undefined ? undefined : this.#sessions.get(existing.workerId);
-      if (worker) worker.connection.send(this.#forWorker(existing));
+      if (worker) {
+        // The worker counts a credit for every REQUEST it receives: take one here too.
+        this.#services.get(m.service)?.takeCredit(worker.id);
+        this.#send(worker, this.#forWorker(existing));
+      }
       return;
     }
     const service = this.#services.get(m.service);
-    if (!service) {
+    if (!service && !(m.worker && this.#byKey.has(encodeKey(m.worker)))) {
       reply('MESH_ERR_NO_SERVICE', `no worker offers ${m.service} at this broker`);
       return;
     }
@@ -404,26 +410,28 @@ export class Broker {
       return;
     }
     const service = this.#services.get(p.message.service);
-    if (!service) {
-      this.#fail(p, 'MESH_ERR_NO_SERVICE', `no worker offers ${p.message.service} at this broker`);
-      return;
-    }
     const hint = p.message.worker === undefined ? undefined : encodeKey(p.message.worker);
     if (hint !== undefined) {
       for (const s of this.#byKey.get(hint) ?? []) {
-        if (service.has(s.id) && (service.credits(s.id) > 0 || s.inflight.size < service.credits(s.id) + MAX_HINTED_OVERDRAFT)) {
-          service.takeCredit(s.id);
+        // Even a worker that withdrew the service (draining) still runs what
+        // it has: it attaches the resend, or refuses it and we route again.
+        if ((service?.credits(s.id) ?? 0) > 0 || s.inflight.size < MAX_HINTED_OVERDRAFT) {
+          service?.takeCredit(s.id);
           this.#dispatch(p, s);
           return;
         }
       }
+    }
+    if (!service) {
+      this.#fail(p, 'MESH_ERR_NO_SERVICE', `no worker offers ${p.message.service} at this broker`);
+      return;
     }
     const picked = service.pick();
     if (picked) {
       this.#dispatch(p, this.#sessions.get(picked.id)!);
       return;
     }
-    if (!service.enqueue({ item: p, bytes: p.message.payload.length, deadline: p.deadline }, this.#queueLimits)) {
+    if (!service.enqueue({ item: p, bytes: p.message.payload.length }, this.#queueLimits)) {
       this.#fail(p, 'MESH_ERR_BUSY', `queue of ${p.message.service} is full (${service.queueLength} requests, ${service.queueBytes} bytes)`);
       return;
     }
@@ -435,10 +443,16 @@ export class Broker {
   }
 
   #dispatch(p: PendingRequest, worker: Session): void {
+    if (p.message.payload.length > worker.connection.peerMaxPayload) {
+      this.#fail(p, 'MESH_ERR_ENVELOPE_TOO_LARGE', `payload of ${p.message.payload.length} bytes is over the worker's limit of ${worker.connection.peerMaxPayload}`);
+      return;
+    }
     p.workerId = worker.id;
     worker.inflight.set(p.reqKey, p);
-    worker.connection.send(this.#forWorker(p));
+    this.#send(worker, this.#forWorker(p));
     worker.connection.setActive(true);
+    // Forget it if no reply ever comes (e.g. it was answered through another broker).
+    this.#armSweep(p.deadline + PENDING_GRACE);
     const client = this.#sessions.get(p.clientId);
     if (client) {
       client.dispatched.push({ id: p.message.id, worker: worker.publicKey });
@@ -468,6 +482,20 @@ export class Broker {
     const client = this.#sessions.get(p.clientId) ?? this.#anySession(p.clientKey);
     const e = new MeshError(code, text);
     client?.connection.send({ type: 'ERROR', id: p.message.id, code, retryable: e.retryable, text });
+  }
+
+  /**
+   * Sends to a session. A message the peer cannot take (a payload over its
+   * HELLO limit) is answered, when it concerns a request, with
+   * MESH_ERR_ENVELOPE_TOO_LARGE to its sender instead of ever throwing here.
+   */
+  #send(session: Session, message: Message): boolean {
+    try {
+      return session.connection.send(message);
+    } catch (error) {
+      if (!(error instanceof MeshError)) throw error;
+      return false;
+    }
   }
 
   /** Forgets a pending request; false when it was not pending. */
@@ -524,6 +552,7 @@ export class Broker {
   #withdraw(worker: Session, serviceName: string): void {
     worker.services.delete(serviceName);
     this.#services.get(serviceName)?.withdraw(worker.id);
+    this.#services.prune(serviceName);
   }
 
   #takeInflight(worker: Session, id: Uint8Array, to: Uint8Array | undefined): PendingRequest | undefined {
@@ -557,7 +586,13 @@ export class Broker {
     this.#idle(worker);
     // Through this broker, or addressed to a client connected here (E3).
     const client = p ? (this.#sessions.get(p.clientId) ?? this.#anySession(p.clientKey)) : m.to ? this.#anySession(encodeKey(m.to)) : undefined;
-    client?.connection.send({ type: 'REPLY', id: m.id, worker: worker.publicKey, payload: m.payload });
+    if (!client) return;
+    if (m.payload.length > client.connection.peerMaxPayload) {
+      const text = `reply of ${m.payload.length} bytes is over the client's limit of ${client.connection.peerMaxPayload}`;
+      client.connection.send({ type: 'ERROR', id: m.id, code: 'MESH_ERR_ENVELOPE_TOO_LARGE', retryable: false, text });
+      return;
+    }
+    client.connection.send({ type: 'REPLY', id: m.id, worker: worker.publicKey, payload: m.payload });
   }
 
   #onWorkerError(worker: Session, m: Extract<Message, { type: 'ERROR' }>): void {
@@ -601,10 +636,11 @@ export class Broker {
     const now = this.#now();
     let next = Infinity;
     for (const service of this.#services.values()) {
-      for (const e of service.removeWhere((x) => x.deadline <= now || !this.#pending.has(x.item.reqKey))) {
+      for (const e of service.removeWhere((x) => x.item.deadline <= now || !this.#pending.has(x.item.reqKey))) {
         if (this.#pending.has(e.item.reqKey)) this.#fail(e.item, 'MESH_ERR_TIMEOUT', 'deadline passed in the queue');
       }
       next = Math.min(next, service.earliestDeadline());
+      this.#services.prune(service.name);
     }
     // Forget dispatched requests long past their deadline (the client gave up).
     for (const p of this.#pending.values()) {

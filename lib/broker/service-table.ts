@@ -16,9 +16,10 @@ export interface WorkerRef {
 export interface QueuedRequest<T> {
   readonly item: T;
   readonly bytes: number;
-  /** Absolute deadline (ms on the broker's clock). */
-  readonly deadline: number;
 }
+
+/** Reads an item's current deadline (a resend may extend it while it waits). */
+export type DeadlineOf<T> = (item: T) => number;
 
 /** Queue bounds per service. */
 export interface QueueLimits {
@@ -42,8 +43,11 @@ export class ServiceState<T> {
   #queueHead = 0;
   #queueBytes = 0;
 
-  constructor(name: string) {
+  readonly #deadlineOf: DeadlineOf<T>;
+
+  constructor(name: string, deadlineOf: DeadlineOf<T>) {
     this.name = name;
+    this.#deadlineOf = deadlineOf;
   }
 
   /** Credits a worker holds for this service. */
@@ -159,7 +163,7 @@ export class ServiceState<T> {
   /** The earliest deadline among waiting requests, or Infinity. */
   earliestDeadline(): number {
     let d = Infinity;
-    for (let i = this.#queueHead; i < this.#queue.length; i++) d = Math.min(d, this.#queue[i]!.deadline);
+    for (let i = this.#queueHead; i < this.#queue.length; i++) d = Math.min(d, this.#deadlineOf(this.#queue[i]!.item));
     return d;
   }
 }
@@ -167,6 +171,11 @@ export class ServiceState<T> {
 /** All services of a broker. */
 export class ServiceTable<T> {
   readonly #services = new Map<string, ServiceState<T>>();
+  readonly #deadlineOf: DeadlineOf<T>;
+
+  constructor(deadlineOf: DeadlineOf<T>) {
+    this.#deadlineOf = deadlineOf;
+  }
 
   /** The service, if any worker ever offered it here. */
   get(name: string): ServiceState<T> | undefined {
@@ -177,7 +186,7 @@ export class ServiceTable<T> {
   ensure(name: string): ServiceState<T> {
     let s = this.#services.get(name);
     if (!s) {
-      s = new ServiceState<T>(name);
+      s = new ServiceState<T>(name, this.#deadlineOf);
       this.#services.set(name, s);
     }
     return s;
@@ -186,6 +195,15 @@ export class ServiceTable<T> {
   /** Every service. */
   values(): IterableIterator<ServiceState<T>> {
     return this.#services.values();
+  }
+
+  /**
+   * Forgets a service nobody offers and nothing waits for, so the table is
+   * bounded by what is offered now (requests for it then get NO_SERVICE).
+   */
+  prune(name: string): void {
+    const s = this.#services.get(name);
+    if (s && s.workers.length === 0 && s.queueLength === 0) this.#services.delete(name);
   }
 
   /** Removes a worker from every service it offers; returns the names. */

@@ -16,8 +16,8 @@ export interface PendingRequest {
   clientId: number;
   /** The client's static key (base64url), to find it again after a reconnect. */
   readonly clientKey: string;
-  /** Absolute deadline on the broker's clock. */
-  readonly deadline: number;
+  /** Absolute deadline on the broker's clock (a resend may extend it). */
+  deadline: number;
   /** The worker session it went to, when dispatched. */
   workerId: number | undefined;
   /** Refusals so far (bounded, so a request cannot bounce forever). */

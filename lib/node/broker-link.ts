@@ -78,12 +78,17 @@ export class BrokerLink {
 
   /** Up, welcomed and not draining: may take new requests. */
   get healthy(): boolean {
-    return this.#state === 'up' && !this.#draining;
+    return this.up && !this.#draining;
   }
 
-  /** Up (possibly draining): may still carry replies. */
+  /** Up (possibly draining): may still carry replies. False as soon as the connection starts closing. */
   get up(): boolean {
-    return this.#state === 'up';
+    return this.#state === 'up' && this.#connection !== undefined && !this.#connection.closed;
+  }
+
+  /** Largest payload the broker accepts (from its HELLO); 0 when not connected. */
+  get peerMaxPayload(): number {
+    return this.#connection?.peerMaxPayload ?? 0;
   }
 
   /** The last connection error. */
@@ -99,7 +104,12 @@ export class BrokerLink {
   /** Sends a message if the link is up; false otherwise. */
   send(message: Message): boolean {
     if (this.#state !== 'up' || !this.#connection) return false;
-    return this.#connection.send(message);
+    try {
+      return this.#connection.send(message);
+    } catch {
+      // A payload over the broker's limit: callers check peerMaxPayload first.
+      return false;
+    }
   }
 
   /** Counts work in flight on this link (fast heartbeats while > 0). */

@@ -150,6 +150,9 @@ export class Requester {
         const o = this.#outstanding.get(Buffer.from(message.id).toString('hex'));
         if (!o) return;
         const code: ErrorCode = isErrorCode(message.code) ? message.code : 'MESH_ERR_PROTOCOL';
+        // A broker's TIMEOUT ends the attempt it knew of, which may be an
+        // older one than the current: the client's own timers decide.
+        if (code === 'MESH_ERR_TIMEOUT') return;
         const error = new MeshError(code, message.text, { retryable: message.retryable });
         if (!error.retryable) {
           this.#finishWithError(o, error);
@@ -162,7 +165,8 @@ export class Requester {
       case 'DISPATCHED':
         for (const d of message.dispatched) {
           const o = this.#outstanding.get(Buffer.from(d.id).toString('hex'));
-          if (o && o.link === link) {
+          // The current attempt's broker, or any broker while no worker is known yet.
+          if (o && (o.link === link || o.hint === undefined)) {
             o.dispatched = true;
             o.hint = d.worker;
           }
@@ -201,20 +205,20 @@ export class Requester {
 
   // ------------------------------------------------------------ internals
 
-  #pick(o: Outstanding, avoid: BrokerLink | undefined): BrokerLink | undefined {
+  #pick(o: Outstanding, avoid: BrokerLink | undefined, tried: ReadonlySet<BrokerLink>): BrokerLink | undefined {
     if (o.preferred !== undefined && o.attempt === 0) {
       const l = this.#pool.find(o.preferred);
-      if (l?.healthy) return l;
+      if (l?.healthy && !tried.has(l)) return l;
     }
-    const healthy = this.#pool.healthy();
+    const healthy = this.#pool.healthy().filter((l) => !tried.has(l));
     if (healthy.length === 0) return undefined;
     const candidates = healthy.length > 1 && avoid ? healthy.filter((l) => l !== avoid) : healthy;
     this.#cursor = (this.#cursor + 1) % candidates.length;
     return candidates[this.#cursor % candidates.length];
   }
 
-  #send(o: Outstanding, avoid: BrokerLink | undefined): void {
-    const link = this.#pick(o, avoid);
+  #send(o: Outstanding, avoid: BrokerLink | undefined, tried: Set<BrokerLink> = new Set()): void {
+    const link = this.#pick(o, avoid, tried);
     if (!link) {
       // No healthy broker now: wait for one until the deadline.
       o.cancelWait = this.#pool.whenHealthy(() => {
@@ -225,18 +229,27 @@ export class Requester {
     }
     const ttl = Math.floor(o.deadline - this.#now());
     if (ttl <= 0) return; // the deadline timer answers
+    if (o.payload.length > link.peerMaxPayload) {
+      this.#finishWithError(o, new MeshError('MESH_ERR_ENVELOPE_TOO_LARGE', `payload of ${o.payload.length} bytes is over the broker's limit of ${link.peerMaxPayload}`));
+      return;
+    }
+    // The attempt's own deadline travels as ttl: a copy left in a queue at
+    // this broker is dropped when the attempt is over, so it cannot run
+    // later, without dup, after a resend elsewhere already ran.
+    // The last attempt gets all the time that is left.
+    const attemptMs = o.retriesLeft === 0 ? ttl : Math.max(1, Math.floor(Math.min(o.attemptTimeout, ttl)));
     o.attempt++;
     o.link = link;
     link.retain();
-    const sent = link.send({ type: 'REQUEST', id: o.id, service: o.service, attempt: o.attempt, dup: o.dup, ttl, worker: o.hint, payload: o.payload });
+    const sent = link.send({ type: 'REQUEST', id: o.id, service: o.service, attempt: o.attempt, dup: o.dup, ttl: attemptMs, worker: o.hint, payload: o.payload });
     if (!sent) {
       link.release();
       o.link = undefined;
       o.attempt--;
-      this.#send(o, link);
+      tried.add(link);
+      this.#send(o, link, tried);
       return;
     }
-    const attemptMs = Math.min(o.attemptTimeout, ttl);
     o.timer = setTimeout(() => {
       o.timer = undefined;
       this.#retry(o, link, new MeshError('MESH_ERR_TIMEOUT', `attempt ${o.attempt} timed out after ${Math.round(attemptMs)} ms`), true);
@@ -260,9 +273,10 @@ export class Requester {
     if (mayHaveRun || o.dispatched) o.dup = true;
     const left = o.deadline - this.#now();
     if (o.retriesLeft <= 0 || left <= 1 || o.attempt >= MAX_ATTEMPT || !this.#budget.tryRetry(this.#now())) {
-      // Out of attempts: if the deadline still runs, keep waiting on it only
-      // when the error is a timeout (a late reply may still come); else fail now.
-      this.#finishWithError(o, error.code === 'MESH_ERR_TIMEOUT' && left > 1 ? new MeshError('MESH_ERR_TIMEOUT', `request to ${o.service} failed after ${o.attempt} attempts: ${error.message}`) : error);
+      // Out of attempts. After an attempt timeout a late reply may still
+      // come (it is matched by id on any broker): wait for the deadline.
+      if (error.code === 'MESH_ERR_TIMEOUT' && left > 1) return;
+      this.#finishWithError(o, error);
       return;
     }
     o.retriesLeft--;
@@ -274,6 +288,7 @@ export class Requester {
     const from = o.link;
     this.#detach(o);
     o.lastError = error;
+    if (o.dispatched) o.dup = true; // an earlier attempt reached a worker
     if (++o.handbacks > MAX_HANDBACKS) {
       this.#finishWithError(o, error);
       return;

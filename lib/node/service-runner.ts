@@ -173,12 +173,15 @@ export class ServiceRunner {
     if (outcome.ok && !(outcome.payload instanceof Uint8Array)) {
       outcome = { ok: false, code: 'MESH_ERR_HANDLER', retryable: false, text: 'handler returned neither bytes nor a string' };
     }
-    const entry = this.#cache.finish(key, outcome, this.#now());
-    this.#deliver(m, entry ? entry.paths : [link], outcome);
-    link.release();
-    s.running--;
-    if (s.running === 0) for (const resolve of s.idle.splice(0)) resolve();
-    this.#grant(s);
+    try {
+      const entry = this.#cache.finish(key, outcome, this.#now());
+      this.#deliver(m, entry ? entry.paths : [link], outcome);
+    } finally {
+      link.release();
+      s.running--;
+      if (s.running === 0) for (const resolve of s.idle.splice(0)) resolve();
+      this.#grant(s);
+    }
   }
 
   /** Sends the outcome on the newest path still up, else through any broker addressed to the client. */
@@ -187,12 +190,15 @@ export class ServiceRunner {
     const message = outcome.ok
       ? ({ type: 'REPLY', id: m.id, to, payload: outcome.payload } as const)
       : ({ type: 'ERROR', id: m.id, to, code: outcome.code, retryable: outcome.retryable, text: outcome.text } as const);
+    const fits = (l: BrokerLink): boolean => message.type !== 'REPLY' || message.payload.length <= l.peerMaxPayload;
+    const tooLarge = { type: 'ERROR', id: m.id, to, code: 'MESH_ERR_ENVELOPE_TOO_LARGE', retryable: false, text: 'the reply is over the broker\'s payload limit' } as const;
+    const send = (l: BrokerLink): boolean => l.up && l.send(fits(l) ? message : tooLarge);
     for (let i = paths.length - 1; i >= 0; i--) {
-      if (paths[i]!.up && paths[i]!.send(message)) return;
+      if (send(paths[i]!)) return;
     }
     // No broker up: the client's resend will find the cached outcome.
     for (const link of this.#pool.up()) {
-      if (link.send(message)) return;
+      if (send(link)) return;
     }
   }
 

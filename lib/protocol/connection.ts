@@ -223,9 +223,9 @@ export class Connection {
     }));
   }
 
-  /** Whether close has begun. */
+  /** Whether close has begun (by either side). */
   get closed(): boolean {
-    return this.#closed;
+    return this.#closed || this.#framed.closed;
   }
 
   /** Why the connection closed, once it has. */
@@ -269,7 +269,7 @@ export class Connection {
    * false when the connection is closed (nothing is sent).
    */
   send(message: Message): boolean {
-    if (this.#closed) return false;
+    if (this.#closed || this.#framed.closed) return false;
     this.#queue.push(this.#codec.encode(message, this.#peerMaxPayload));
     this.stats.messagesSent++;
     if (!this.#flushScheduled) {

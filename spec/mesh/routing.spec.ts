@@ -188,7 +188,7 @@ test('requests() serves as an async iterator; leaving the loop withdraws the ser
     await until(() => mesh.broker.status().services.some((s) => s.name === 'iter' && s.workers === 1));
     for (const x of ['a', 'b', 'c']) assert.equal((await c.request('iter', x)).toString(), `got ${x}`);
     await loop;
-    await until(() => mesh.broker.status().services.find((s) => s.name === 'iter')?.workers === 0);
+    await until(() => !mesh.broker.status().services.some((s) => s.name === 'iter'), 5000, 'service withdrawn');
   } finally {
     await mesh.close();
   }
@@ -241,6 +241,59 @@ test('a client with too many requests pending at a broker gets MESH_ERR_BUSY', a
     const fates = await Promise.all(Array.from({ length: 8 }, () => c.request('hold', 'x', { timeout: 3000, retries: 0 }).then(() => 'ok', (e: MeshError) => e.code)));
     assert.equal(fates.filter((f) => f === 'MESH_ERR_BUSY').length, 3, fates.join());
     assert.equal(fates.filter((f) => f === 'ok').length, 5, fates.join());
+  } finally {
+    await mesh.close();
+  }
+});
+
+test('a dispatched request that is never answered is forgotten after its deadline', async () => {
+  const mesh = await MeshFixture.start(registry);
+  try {
+    (await mesh.node(fast)).serve('void', () => new Promise<string>(() => {}), { concurrency: 4 });
+    const c = await mesh.node(client);
+    await assert.rejects(c.request('void', 'x', { timeout: 200, retries: 0 }), isCode('MESH_ERR_TIMEOUT'));
+    assert.equal(mesh.broker.status().pending, 1);
+    await until(() => mesh.broker.status().pending === 0, 3000, 'pending record dropped');
+  } finally {
+    await mesh.close();
+  }
+});
+
+test('resends through the same broker never let a worker exceed its concurrency', async () => {
+  const mesh = await MeshFixture.start(registry);
+  try {
+    let running = 0;
+    let max = 0;
+    let runs = 0;
+    (await mesh.node(fast)).serve('slowish', async () => {
+      runs++;
+      max = Math.max(max, ++running);
+      await sleep(150);
+      running--;
+      return 'ok';
+    }, { concurrency: 2 });
+    const c = await mesh.node(client);
+    const replies = await Promise.all(Array.from({ length: 8 }, () => c.request('slowish', 'x', { timeout: 5000, retries: 6, attemptTimeout: 40 })));
+    assert.deepEqual(replies.map(String), Array(8).fill('ok'));
+    assert.equal(runs, 8, 'each request executed once');
+    assert.ok(max <= 2, `ran ${max} at once`);
+  } finally {
+    await mesh.close();
+  }
+});
+
+test('a payload over the worker limit fails with MESH_ERR_ENVELOPE_TOO_LARGE and breaks nothing', async () => {
+  const mesh = await MeshFixture.start(registry);
+  try {
+    (await mesh.node(fast, { maxPayload: 1000 })).serve('small', (r) => r.payload);
+    const c = await mesh.node(client);
+    await assert.rejects(c.request('small', Buffer.alloc(2000)), isCode('MESH_ERR_ENVELOPE_TOO_LARGE'));
+    assert.equal((await c.request('small', 'fits')).toString(), 'fits');
+    // And a reply over the client's limit.
+    (await mesh.node(slow)).serve('big', () => Buffer.alloc(5000));
+    const tiny = await mesh.node(client, { maxPayload: 1000 });
+    await assert.rejects(tiny.request('big', 'x'), isCode('MESH_ERR_ENVELOPE_TOO_LARGE'));
+    assert.equal((await tiny.request('small', 'still')).toString(), 'still');
   } finally {
     await mesh.close();
   }
