@@ -52,6 +52,7 @@ import { makeParty, partyConfig, TempDir } from './lib/mesh-config.ts';
 import type { BrokerChildConfig, WorkerChildConfig } from './lib/mesh-config.ts';
 import { RawLink } from './lib/raw.ts';
 import { now, ratio, round } from './lib/stats.ts';
+import { progressFor, runBench } from './lib/run-bench.ts';
 
 const CONFIG = {
   payloadBytes: 4096,
@@ -75,12 +76,7 @@ const CONFIG = {
   workersReadyMs: 10_000,
 } as const;
 
-/** After the report is written the process must exit by itself; if it has not within this time, say what holds it. */
-const EXIT_GUARD_MS = 5000;
-
-function progress(text: string): void {
-  process.stderr.write(`[bench:mesh] ${text}\n`);
-}
+const progress = progressFor('bench:mesh');
 
 // ---------------------------------------------------------------- options
 
@@ -450,21 +446,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => {
-    const guard = setTimeout(() => {
-      progress(`still running ${EXIT_GUARD_MS} ms after the report; open handles: ${process.getActiveResourcesInfo().join(', ')}`);
-      process.exit(1);
-    }, EXIT_GUARD_MS);
-    guard.unref();
-  },
-  (error: unknown) => {
-    progress(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-    process.exitCode = 1;
-    const guard = setTimeout(() => {
-      progress(`still running ${EXIT_GUARD_MS} ms after failing; open handles: ${process.getActiveResourcesInfo().join(', ')}`);
-      process.exit(1);
-    }, EXIT_GUARD_MS);
-    guard.unref();
-  },
-);
+runBench(main, progress);

@@ -22,6 +22,7 @@ import { RawLink } from './lib/raw.ts';
 import { runHandshakes, SecureLink } from './lib/secure.ts';
 import type { HandshakeRateResult, SecureLinkStats } from './lib/secure.ts';
 import { now, ratio, round } from './lib/stats.ts';
+import { progressFor, runBench } from './lib/run-bench.ts';
 
 const PAYLOAD_BYTES = 4096;
 
@@ -40,12 +41,7 @@ const CONFIG = {
   },
 } as const;
 
-/** After the report is written the process must exit by itself; if it has not within this time, say what holds it. */
-const EXIT_GUARD_MS = 5000;
-
-function progress(text: string): void {
-  process.stderr.write(`[bench:micro] ${text}\n`);
-}
+const progress = progressFor('bench:micro');
 
 /** Messages per Noise frame in each direction over one phase (secure links only). */
 interface Batching {
@@ -168,16 +164,4 @@ async function main(): Promise<void> {
   progress(`done in ${round((now() - started) / 1000, 1)} s`);
 }
 
-main().then(
-  () => {
-    const guard = setTimeout(() => {
-      progress(`still running ${EXIT_GUARD_MS} ms after the report; open handles: ${process.getActiveResourcesInfo().join(', ')}`);
-      process.exit(1);
-    }, EXIT_GUARD_MS);
-    guard.unref();
-  },
-  (error: unknown) => {
-    progress(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-    process.exitCode = 1;
-  },
-);
+runBench(main, progress);
