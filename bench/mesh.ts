@@ -34,6 +34,8 @@
  *                         names each child's main-thread profile. Numbers
  *                         taken while profiling are not comparable.
  *   --child-node-flags="F …"  extra Node flags for the broker and worker
+ *                         (added to --initial-old-space-size=128, which they
+ *                         always get, as bin/meshd.js does)
  *                         children (e.g. "--trace-gc"; their non-JSON stdout
  *                         lines are passed on to stderr)
  * Summarize a profile with `node --import tsx bench/lib/cpuprofile-top.ts FILE`.
@@ -88,10 +90,13 @@ interface Options {
   readonly childNodeFlags: readonly string[];
 }
 
+/** The V8 flags `meshd` runs with (bin/meshd.js's shebang): children get them too, so the bench measures what users run. */
+const MESHD_NODE_FLAGS = ['--initial-old-space-size=128'];
+
 function parseOptions(argv: readonly string[]): Options {
   let suites: SuiteName[] = [...SUITE_NAMES];
   let cpuProfDir: string | undefined;
-  let childNodeFlags: string[] = [];
+  let childNodeFlags: string[] = [...MESHD_NODE_FLAGS];
   for (const arg of argv) {
     if (arg.startsWith('--suites=')) {
       const names = arg.slice('--suites='.length).split(',').filter((s) => s !== '');
@@ -103,7 +108,7 @@ function parseOptions(argv: readonly string[]): Options {
       cpuProfDir = path.resolve(arg.slice('--cpu-prof='.length));
       mkdirSync(cpuProfDir, { recursive: true });
     } else if (arg.startsWith('--child-node-flags=')) {
-      childNodeFlags = arg.slice('--child-node-flags='.length).split(' ').filter((f) => f !== '');
+      childNodeFlags = [...MESHD_NODE_FLAGS, ...arg.slice('--child-node-flags='.length).split(' ').filter((f) => f !== '')];
     } else {
       throw new Error(`unknown option ${JSON.stringify(arg)} (known: --suites=node,noble, --cpu-prof[=DIR], --child-node-flags="…")`);
     }

@@ -212,3 +212,10 @@ void describe('main() with captured output', () => {
     assert.equal(failed.out(), '');
   });
 });
+
+test('bin/meshd.js runs node with --initial-old-space-size=128 (shebang), as bench/mesh.ts assumes', () => {
+  const first = readFileSync(new URL('../../bin/meshd.js', import.meta.url), 'utf8').split('\n')[0];
+  assert.equal(first, '#!/usr/bin/env -S node --initial-old-space-size=128');
+  const bench = readFileSync(new URL('../../bench/mesh.ts', import.meta.url), 'utf8');
+  assert.match(bench, /MESHD_NODE_FLAGS = \['--initial-old-space-size=128'\]/);
+});
