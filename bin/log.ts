@@ -57,6 +57,24 @@ export function logBrokerEvent(logger: Logger, event: BrokerEvent): void {
     case 'closed':
       logger.log('info', event.type, 'broker closed');
       return;
+    case 'brokers':
+      logger.log('info', event.type, `live brokers: ${event.live.length}`, { live: event.live });
+      return;
+    case 'peer-up':
+      logger.log('info', event.type, `peer broker connected (${event.direction === 'in' ? 'accepted' : 'dialled'})`, { key: event.key, direction: event.direction });
+      return;
+    case 'peer-down':
+      logger.log('info', event.type, `peer broker connection lost${event.error === undefined ? '' : `: ${event.error.code}`}`, { key: event.key, direction: event.direction, ...errorFields(event.error) });
+      return;
+    case 'peer-dial-failed':
+      logger.log('warn', event.type, `cannot reach peer broker at ${event.address}: ${event.error.code}`, { key: event.key, address: event.address, ...errorFields(event.error) });
+      return;
+    case 'peer-not-registered':
+      logger.log('warn', event.type, 'a peer broker is not in the registry with role broker: not dialled', { key: event.key });
+      return;
+    case 'stalled':
+      logger.log('warn', event.type, `event loop was stalled for ${event.ms} ms: requests read now are handed back`, { ms: event.ms });
+      return;
     default: {
       // An event type added to the lib later is still logged, by its fields.
       const unknown: { type: string } = event;

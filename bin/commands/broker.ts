@@ -25,6 +25,8 @@ export interface BrokerArgs {
   readonly 'max-payload': number;
   readonly 'queue-max': number;
   readonly 'drain-timeout': number;
+  readonly 'gossip-interval': number;
+  readonly advertise?: string | undefined;
   readonly config?: string | undefined;
 }
 
@@ -32,8 +34,8 @@ export interface BrokerArgs {
 const MAX_MAX_PAYLOAD = 64 * 1024 * 1024;
 
 /** The options a `--config` file may set, by type. */
-const CONFIG_STRINGS = ['listen', 'key', 'registry', 'admin', 'name', 'suite'] as const;
-const CONFIG_NUMBERS = ['max-payload', 'queue-max', 'drain-timeout'] as const;
+const CONFIG_STRINGS = ['listen', 'key', 'registry', 'admin', 'name', 'suite', 'advertise'] as const;
+const CONFIG_NUMBERS = ['max-payload', 'queue-max', 'drain-timeout', 'gossip-interval'] as const;
 const CONFIG_LISTS = ['peer'] as const;
 const CONFIG_KEYS: readonly string[] = [...CONFIG_STRINGS, ...CONFIG_NUMBERS, ...CONFIG_LISTS];
 
@@ -150,7 +152,18 @@ export const broker: MeshdCommand<BrokerArgs> = {
         type: 'string',
         array: true,
         requiresArg: true,
-        describe: 'Peer broker mesh://KEY@HOST:PORT (repeatable). Accepted but not used yet: multi-broker meshes come in a later release. Env: MESHD_PEER',
+        describe: 'Peer broker mesh://KEY@HOST:PORT to join (repeatable); the others are learned from it. Its key must be in the registry with role broker. Env: MESHD_PEER',
+      })
+      .option('gossip-interval', {
+        type: 'number',
+        requiresArg: true,
+        default: 1000,
+        describe: 'Quorum round interval between brokers, ms. Env: MESHD_GOSSIP_INTERVAL',
+      })
+      .option('advertise', {
+        type: 'string',
+        requiresArg: true,
+        describe: 'HOST:PORT announced to peer brokers and nodes (default: the listen address, with its real port). Env: MESHD_ADVERTISE',
       })
       .option('admin', {
         type: 'string',
@@ -170,7 +183,14 @@ export const broker: MeshdCommand<BrokerArgs> = {
         const problem =
           integerProblem('max-payload', argv['max-payload'], 1, MAX_MAX_PAYLOAD) ??
           integerProblem('queue-max', argv['queue-max'], 1) ??
-          integerProblem('drain-timeout', argv['drain-timeout'], 0);
+          integerProblem('drain-timeout', argv['drain-timeout'], 0) ??
+          integerProblem('gossip-interval', argv['gossip-interval'], 50, 60_000);
+        if (problem) return problem;
+        if (argv.advertise !== undefined) {
+          const advertise = parseListen(String(argv.advertise));
+          if (typeof advertise === 'string') return advertise.replace(/listen/g, 'advertise');
+          if (advertise.port === 0) return '--advertise needs a real port, not 0';
+        }
         return problem ?? true;
       })
       .example('$0 broker --listen 127.0.0.1:4222 --key broker.key --registry registry.yaml', 'run a broker on port 4222')
@@ -185,9 +205,6 @@ export const broker: MeshdCommand<BrokerArgs> = {
     const listen = parseListen(argv.listen);
     if (typeof listen === 'string') throw new Error(`unreachable: check() validates --listen: ${listen}`);
     const peers = argv.peer ?? [];
-    if (peers.length > 0) {
-      logger.log('warn', 'option-ignored', '--peer is accepted but does nothing yet: this broker runs alone (multi-broker meshes come in a later release)', { option: 'peer', value: peers });
-    }
     if (argv.admin !== undefined) {
       logger.log('warn', 'option-ignored', '--admin is accepted but does nothing yet: there is no admin HTTP endpoint (it comes in a later release)', { option: 'admin', value: argv.admin });
     }
@@ -204,6 +221,9 @@ export const broker: MeshdCommand<BrokerArgs> = {
         maxPayload: argv['max-payload'],
         queue: { maxCount: argv['queue-max'] },
         drainTimeout: argv['drain-timeout'],
+        peers,
+        gossipInterval: argv['gossip-interval'],
+        advertise: argv.advertise,
         onEvent: (event) => logBrokerEvent(logger, event),
       });
       offHup = ctx.host.onSignal('SIGHUP', () => {
@@ -219,6 +239,8 @@ export const broker: MeshdCommand<BrokerArgs> = {
         maxPayload: argv['max-payload'],
         queueMax: argv['queue-max'],
         drainTimeout: argv['drain-timeout'],
+        peers,
+        gossipInterval: argv['gossip-interval'],
       });
       println(ctx.io.stdout, `listening ${running.address}`);
       const signal = await stop.stopped;

@@ -10,7 +10,7 @@ import type { AcceptedSocket, Listener } from '../framing/listener.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
 import { defaultSuite } from '../crypto/suites.ts';
 import { encodeKey, readKeyFile } from '../crypto/keys.ts';
-import { formatBrokerAddress } from '../crypto/broker-address.ts';
+import { formatBrokerAddress, parseBrokerAddress } from '../crypto/broker-address.ts';
 import { Connection } from '../protocol/connection.ts';
 import type { ChannelOptions } from '../protocol/connection.ts';
 import type { Message, MessageTypeName, RequestMessage, BrokerInfo } from '../protocol/messages.ts';
@@ -21,6 +21,9 @@ import { DEFAULT_QUEUE_LIMITS, ServiceTable } from './service-table.ts';
 import type { QueueLimits } from './service-table.ts';
 import { Session } from './session.ts';
 import type { PendingRequest } from './session.ts';
+import { makeBootId } from './membership.ts';
+import { PeerMesh } from './peer-mesh.ts';
+import type { PeerEvent } from './peer-mesh.ts';
 
 /** Options of {@link Broker.start}. */
 export interface BrokerOptions extends ChannelOptions {
@@ -44,6 +47,14 @@ export interface BrokerOptions extends ChannelOptions {
   readonly queue?: Partial<QueueLimits> | undefined;
   /** Longest wait for in-flight replies when draining, ms (default 5000). */
   readonly drainTimeout?: number | undefined;
+  /** Peer brokers to join, as `mesh://KEY@host:port` URLs (DESIGN §7). */
+  readonly peers?: readonly string[] | undefined;
+  /** Quorum round interval, ms (default 1000). */
+  readonly gossipInterval?: number | undefined;
+  /** How long dead and leaving brokers are remembered, ms (default 30 000). */
+  readonly tombstone?: number | undefined;
+  /** `host:port` announced to peers and nodes (default: the listen address). */
+  readonly advertise?: string | undefined;
   /** Receives broker events (for logs); must not throw. */
   readonly onEvent?: ((event: BrokerEvent) => void) | undefined;
   /** Monotonic clock, ms (default performance.now). */
@@ -59,6 +70,8 @@ export type BrokerEvent =
   | { type: 'registry-error'; error: MeshError }
   | { type: 'forbidden'; key: string; name: string; what: string }
   | { type: 'draining' }
+  | { type: 'stalled'; ms: number }
+  | PeerEvent
   | { type: 'closed' };
 
 /** A snapshot of broker state for /status and tests. */
@@ -68,6 +81,10 @@ export interface BrokerSnapshot {
   readonly handshakes: number;
   readonly pending: number;
   readonly services: ReadonlyArray<{ name: string; workers: number; credits: number; queued: number; queuedBytes: number }>;
+  /** Keys of the live brokers this broker agrees on (itself included), sorted. */
+  readonly brokers: readonly string[];
+  /** Keys of the peer brokers it has a connection to. */
+  readonly peers: readonly string[];
 }
 
 /** Default longest wait for in-flight replies when draining, ms. */
@@ -83,6 +100,13 @@ const MAX_EARLY_MESSAGES = 1024;
 const MAX_REFUSALS = 8;
 /** How long an answered-or-lost request record may outlive its deadline, ms. */
 const PENDING_GRACE = 1000;
+/** Interval of the stall watchdog, ms. */
+const TICK_MS = 100;
+/**
+ * Event-loop silence after which input is treated as stale, ms: the process
+ * was frozen (SIGSTOP) or starved, and its peers have given up on it.
+ */
+const STALL_MS = 1000;
 
 type Handler = (session: Session, message: Message) => void;
 
@@ -92,7 +116,7 @@ export class Broker {
   readonly #keyPair: KeyPair;
   readonly #suite: CryptoSuite;
   readonly #now: () => number;
-  readonly #bootId = randomBytes(16);
+  readonly #bootId = makeBootId(Date.now(), randomBytes(16));
   readonly #queueLimits: QueueLimits;
   readonly #services = new ServiceTable<PendingRequest>((p) => p.deadline);
   readonly #sessions = new Map<number, Session>();
@@ -111,6 +135,10 @@ export class Broker {
   #sweepAt = Infinity;
   #draining = false;
   #closing: Promise<void> | undefined;
+  #peers: PeerMesh | undefined;
+  #tick: NodeJS.Timeout | undefined;
+  #lastTick = 0;
+  #stallReported = false;
 
   private constructor(options: BrokerOptions, keyPair: KeyPair, registry: Registry) {
     this.#options = options;
@@ -131,6 +159,10 @@ export class Broker {
 
   /** Starts a broker: loads key and registry, listens, and resolves when ready. */
   static async start(options: BrokerOptions): Promise<Broker> {
+    const seeds = (options.peers ?? []).map((url) => parseBrokerAddress(url));
+    if (options.advertise !== undefined && !/^(\[[0-9A-Fa-f:.]+\]|[^\s:/@[\]]+):\d{1,5}$/.test(options.advertise)) {
+      throw new MeshError('MESH_ERR_CONFIG', `advertise address must be HOST:PORT or [IPV6]:PORT, got ${JSON.stringify(options.advertise)}`);
+    }
     const keyPair = typeof options.key === 'string' ? await readKeyFile(options.key) : options.key;
     let registry: Registry;
     let watcher: RegistryWatcher | undefined;
@@ -153,7 +185,54 @@ export class Broker {
       watcher?.close();
       throw error;
     }
+    broker.#startMesh(seeds);
     return broker;
+  }
+
+  #startMesh(seeds: ReturnType<typeof parseBrokerAddress>[]): void {
+    const o = this.#options;
+    this.#peers = new PeerMesh({
+      keyPair: this.#keyPair,
+      suite: this.#suite,
+      name: o.name ?? 'broker',
+      bootId: this.#bootId,
+      addresses: [o.advertise ?? this.#listenAddress()],
+      seeds,
+      roundMs: o.gossipInterval,
+      tombstoneMs: o.tombstone,
+      handshakeTimeout: o.handshakeTimeout,
+      maxOutboundBytes: o.maxOutboundBytes,
+      stallTimeout: o.stallTimeout,
+      now: this.#now,
+      isBroker: (key) => this.#registry.getByKey(key)?.role === 'broker',
+      onLiveChange: (live) => this.#pushBrokers(live),
+      onRound: (live) => this.#pushBrokers(live),
+      onEvent: (event) => this.#emit(event),
+    });
+    this.#peers.start();
+    this.#lastTick = this.#now();
+    this.#tick = setInterval(() => {
+      this.#lastTick = this.#now();
+      this.#stallReported = false;
+    }, TICK_MS);
+    this.#tick.unref();
+  }
+
+  /** Sends the agreed broker list to every node (BROKERS). */
+  #pushBrokers(live: readonly BrokerInfo[]): void {
+    if (this.#draining) return;
+    for (const s of this.#sessions.values()) {
+      if (s.entry.role !== 'broker') s.connection.send({ type: 'BROKERS', brokers: live });
+    }
+  }
+
+  /** Whether the event loop has been silent long enough that input may be stale (the process was frozen). */
+  #stalled(): boolean {
+    const silent = this.#now() - this.#lastTick;
+    if (silent <= STALL_MS || this.#tick === undefined) return false;
+    if (!this.#stallReported) this.#emit({ type: 'stalled', ms: Math.round(silent) });
+    this.#stallReported = true;
+    return true;
   }
 
   /** This broker's address, `mesh://KEY@host:port`. */
@@ -185,6 +264,8 @@ export class Broker {
       handshakes: this.#handshakes,
       pending: this.#pending.size,
       services: [...this.#services.values()].map((s) => ({ name: s.name, workers: s.workers.length, credits: s.totalCredits, queued: s.queueLength, queuedBytes: s.queueBytes })),
+      brokers: this.#peers?.membership.liveKeys() ?? [],
+      peers: this.#peers?.connectedPeers() ?? [],
     };
   }
 
@@ -207,6 +288,7 @@ export class Broker {
         s.connection.close(new MeshError('MESH_ERR_UNAUTHORIZED', 'key revoked from the registry'), { notify: true });
       }
     }
+    for (const key of [...removed, ...changed]) this.#peers?.revoke(key);
     for (const key of changed) {
       const entry = next.getByKey(key);
       for (const s of this.#byKey.get(key) ?? []) {
@@ -292,8 +374,10 @@ export class Broker {
         let set = this.#byKey.get(key);
         if (!set) this.#byKey.set(key, (set = new Set()));
         set.add(session);
-        connection.send({ type: 'WELCOME', brokerId: this.#keyPair.publicKey, bootId: this.#bootId, brokers: [this.#selfInfo()] });
         this.#emit({ type: 'connected', key, name: entry.name, role: entry.role, remote });
+        // A peer broker gets GOSSIP instead of WELCOME.
+        if (entry.role === 'broker') this.#peers!.attachInbound(key, connection);
+        else connection.send({ type: 'WELCOME', brokerId: this.#keyPair.publicKey, bootId: this.#bootId, brokers: this.#peers!.live });
         for (const message of early.splice(0)) {
           if (!connection.closed) this.#onMessage(session, message);
         }
@@ -305,15 +389,23 @@ export class Broker {
     );
   }
 
-  #selfInfo(): BrokerInfo {
+  #listenAddress(): string {
     const l = this.#listener!;
     const host = l.host.includes(':') ? `[${l.host}]` : l.host;
-    return { id: this.#keyPair.publicKey, addresses: [`${host}:${l.port}`], bootId: this.#bootId, incarnation: 0 };
+    return `${host}:${l.port}`;
   }
 
   #onMessage(session: Session, message: Message): void {
-    const handler = this.#handlers[message.type];
     const role = session.entry.role;
+    if (role === 'broker' || message.type === 'GOSSIP') {
+      // Brokers talk to brokers in GOSSIP only (and connection-level ERRORs).
+      if (role === 'broker' && message.type === 'GOSSIP') this.#peers?.onGossip(session.key, message);
+      else if (!(role === 'broker' && message.type === 'ERROR' && message.id === undefined)) {
+        session.connection.close(new MeshError('MESH_ERR_PROTOCOL', `${message.type} may not be sent to a broker by a ${role}`), { notify: true });
+      }
+      return;
+    }
+    const handler = this.#handlers[message.type];
     const serves = role === 'worker' || role === 'node';
     if (!handler || (!serves && (WORKER_MESSAGES.has(message.type) || (message.type === 'ERROR' && message.id !== undefined)))) {
       session.connection.close(new MeshError('MESH_ERR_PROTOCOL', `${message.type} may not be sent to a broker by a ${session.entry.role}`), { notify: true });
@@ -328,13 +420,17 @@ export class Broker {
     const set = this.#byKey.get(session.key);
     set?.delete(session);
     if (set?.size === 0) this.#byKey.delete(session.key);
+    if (session.entry.role === 'broker') this.#peers?.detachInbound(session.key, session.connection, error);
     for (const name of this.#services.withdrawAll(session.id)) this.#services.prune(name);
     this.#dispatchTo.delete(session);
-    // Requests this worker was running go to another worker, flagged dup.
+    // Requests this worker was running go to another worker, flagged dup,
+    // unless this process was frozen: then its clients have resent them.
+    const stale = this.#stalled();
     for (const p of session.inflight.values()) {
       p.workerId = undefined;
       p.message = { ...p.message, dup: true, worker: undefined };
-      this.#route(p);
+      if (stale) this.#forget(p.reqKey);
+      else this.#route(p);
     }
     session.inflight.clear();
     this.#emit({ type: 'disconnected', key: session.key, name: session.name, error });
@@ -352,7 +448,9 @@ export class Broker {
       reply('MESH_ERR_FORBIDDEN', `${client.name} may not call ${m.service}`);
       return;
     }
-    if (this.#draining) {
+    if (this.#draining || this.#stalled()) {
+      // Handed back, never dispatched: the client resends it elsewhere. After
+      // a freeze, a request read now may be one the client has long resent.
       client.connection.send({ type: 'REFUSED', id: m.id });
       return;
     }
@@ -661,6 +759,7 @@ export class Broker {
   async #drainAndClose(): Promise<void> {
     this.#draining = true;
     this.#emit({ type: 'draining' });
+    this.#peers?.leave();
     // Stop accepting now; the server's close completes once every connection is gone.
     const listenerClosed = this.#listener?.close();
     this.#watcher?.close();
@@ -680,6 +779,9 @@ export class Broker {
       await new Promise((r) => setTimeout(r, 10));
     }
     if (this.#sweepTimer) clearTimeout(this.#sweepTimer);
+    if (this.#tick) clearInterval(this.#tick);
+    this.#tick = undefined;
+    this.#peers?.close();
     const closed = [...this.#sessions.values()].map((s) => {
       s.connection.close();
       return s.closed;

@@ -10,16 +10,9 @@ import { encodeKey } from '../crypto/keys.ts';
 import { Connection } from '../protocol/connection.ts';
 import type { HeartbeatSettings, RoleName } from '../protocol/hello.ts';
 import type { Message } from '../protocol/messages.ts';
+import { backoffDelay } from '../protocol/backoff.ts';
 
-/** Reconnect backoff bounds, ms. */
-export const RECONNECT_MIN_MS = 100;
-export const RECONNECT_MAX_MS = 5000;
-
-/** Full-jitter exponential backoff: uniform in [0, min(max, min · 2^failures)]. */
-export function backoffDelay(failures: number, random: () => number, min = RECONNECT_MIN_MS, max = RECONNECT_MAX_MS): number {
-  const ceiling = Math.min(max, min * 2 ** Math.min(failures, 16));
-  return Math.max(min / 4, random() * ceiling);
-}
+export { RECONNECT_MIN_MS, RECONNECT_MAX_MS, backoffDelay } from '../protocol/backoff.ts';
 
 /** Settings shared by every link of a node. */
 export interface LinkSettings {

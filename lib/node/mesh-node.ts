@@ -66,6 +66,8 @@ export interface MeshNodeEvents {
 /** A node of the mesh: client and worker. */
 export class MeshNode {
   readonly #links = new Map<string, BrokerLink>();
+  /** The latest broker list each broker sent (WELCOME, BROKERS), as keys. */
+  readonly #lists = new Map<string, Set<string>>();
   readonly #settings: LinkSettings;
   readonly #options: MeshNodeOptions;
   readonly #requester: Requester;
@@ -279,7 +281,7 @@ export class MeshNode {
         return;
       case 'WELCOME':
       case 'BROKERS':
-        this.#learn(message.brokers);
+        this.#learn(link, message.brokers);
         return;
       case 'DRAIN':
         this.#requester.onLinkDraining(link);
@@ -300,10 +302,14 @@ export class MeshNode {
     }
   }
 
-  /** Adds links for brokers learned from an authenticated broker (B1). */
-  #learn(brokers: readonly BrokerInfo[]): void {
+  /**
+   * Adds links for brokers learned from an authenticated broker (B1), and
+   * forgets learned brokers that are down and that no broker still lists.
+   */
+  #learn(from: BrokerLink, brokers: readonly BrokerInfo[]): void {
     if (this.#options.discover === false || this.#closing) return;
-    let changed = false;
+    this.#lists.set(from.key, new Set(brokers.map((b) => encodeKey(b.id))));
+    let changed = this.#prune();
     for (const b of brokers) {
       const address = b.addresses[0];
       if (!address) continue;
@@ -316,6 +322,27 @@ export class MeshNode {
       changed = true;
     }
     if (changed) this.#emit('brokers', this.brokers);
+  }
+
+  /** Closes learned links that are not up and that no broker that is up lists; seeds stay. */
+  #prune(): boolean {
+    const listed = new Set<string>();
+    let anyUp = false;
+    for (const [key, list] of this.#lists) {
+      if (!this.#links.get(key)?.up) continue;
+      anyUp = true;
+      for (const k of list) listed.add(k);
+    }
+    if (!anyUp) return false;
+    let changed = false;
+    for (const link of [...this.#links.values()]) {
+      if (link.seed || link.up || listed.has(link.key)) continue;
+      link.close();
+      this.#links.delete(link.key);
+      this.#lists.delete(link.key);
+      changed = true;
+    }
+    return changed;
   }
 
   #waitForFirstBroker(timeout: number, signal: AbortSignal | undefined): Promise<void> {

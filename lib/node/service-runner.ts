@@ -110,9 +110,12 @@ export class ServiceRunner {
     await Promise.all([...this.#services.keys()].map((name) => this.remove(name)));
   }
 
-  /** A link came up: give it credits. */
+  /** A link came up: give it credits, moving some from other brokers when every slot is granted already. */
   onLinkUp(): void {
-    for (const s of this.#services.values()) this.#grant(s);
+    for (const s of this.#services.values()) {
+      this.#grant(s);
+      this.#rebalance(s);
+    }
   }
 
   /** A link went down: the credits it held are free again. */
@@ -199,6 +202,30 @@ export class ServiceRunner {
     // No broker up: the client's resend will find the cached outcome.
     for (const link of this.#pool.up()) {
       if (send(link)) return;
+    }
+  }
+
+  /**
+   * Moves credits to healthy links that hold none, from the link that holds
+   * the most: a broker cannot give credits back, so the rich link gets CANCEL
+   * then READY with what it keeps (both in one Noise message), and the poor
+   * one READY with the rest. Without this, a broker that joins after the
+   * worker granted every slot would get no work until requests finish.
+   */
+  #rebalance(s: ServiceState): void {
+    if (s.cancelled || this.#draining) return;
+    const links = this.#pool.healthy();
+    for (const poor of links) {
+      if ((s.granted.get(poor) ?? 0) > 0) continue;
+      let rich = poor;
+      for (const l of links) if ((s.granted.get(l) ?? 0) > (s.granted.get(rich) ?? 0)) rich = l;
+      const had = s.granted.get(rich) ?? 0;
+      if (had < 2) return;
+      const move = Math.floor(had / 2);
+      if (!rich.send({ type: 'CANCEL', service: s.name })) continue;
+      s.granted.set(rich, 0);
+      if (rich.send({ type: 'READY', service: s.name, credits: had - move })) s.granted.set(rich, had - move);
+      if (poor.send({ type: 'READY', service: s.name, credits: move })) s.granted.set(poor, move);
     }
   }
 

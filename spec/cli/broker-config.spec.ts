@@ -108,7 +108,8 @@ void describe('meshd broker: flags > MESHD_* > --config YAML > defaults', () => 
     assert.ok(Date.now() - started < 5000, `SIGTERM took ${Date.now() - started} ms`);
   });
 
-  void test('--peer and --admin are accepted with a warning that they do nothing yet', async () => {
+  void test('a --peer not registered as a broker is not dialled, with a warning; --admin is accepted with a warning that it does nothing yet', async () => {
+    const stranger = encodeKey(generateKeyPair().publicKey);
     const d = children.start([
       'broker',
       '--listen',
@@ -118,7 +119,9 @@ void describe('meshd broker: flags > MESHD_* > --config YAML > defaults', () => 
       '--registry',
       join(dir, 'registry.yaml'),
       '--peer',
-      `mesh://${brokerKey}@127.0.0.1:1`,
+      `mesh://${stranger}@127.0.0.1:1`,
+      '--peer',
+      `mesh://${brokerKey}@127.0.0.1:2`,
       '--admin',
       '127.0.0.1:0',
       '--suite',
@@ -129,12 +132,14 @@ void describe('meshd broker: flags > MESHD_* > --config YAML > defaults', () => 
       const warnings = logLines(d.stderr()).filter((l) => l.event === 'option-ignored');
       assert.deepEqual(
         warnings.map((w) => [w.level, w.option]),
-        [
-          ['warn', 'peer'],
-          ['warn', 'admin'],
-        ],
+        [['warn', 'admin']],
       );
       for (const w of warnings) assert.match(String(w.msg), /does nothing yet/);
+      await d.stderrMatch(/"event":"peer-not-registered"/, 5000);
+      const refused = logLines(d.stderr()).filter((l) => l.event === 'peer-not-registered');
+      // The stranger only: a --peer naming the broker itself is skipped.
+      assert.deepEqual(refused.map((l) => [l.level, l.key]), [['warn', stranger]]);
+      assert.equal(logLines(d.stderr()).filter((l) => l.event === 'peer-dial-failed').length, 0, 'never dialled');
       assert.equal(listeningLog(d).suite, 'noble');
       process.kill(d.pid, 'SIGINT');
       assert.deepEqual(await d.exited(10_000), { status: 0, signal: null }, d.stderr());

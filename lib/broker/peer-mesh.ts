@@ -1,0 +1,361 @@
+/**
+ * PeerMesh: a broker's connections to the other brokers (DESIGN §7). It
+ * dials every broker it knows of (its --peer seeds, then every broker in its
+ * view), keeps one connection per pair (the one dialled by the smaller key
+ * wins), runs a quorum round every `roundMs` (GOSSIP to every peer), and
+ * tells the broker when the agreed list of live brokers changes.
+ *
+ * The decisions are Membership's (pure); this file is the I/O around it.
+ */
+import { MeshError } from '../errors.ts';
+import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
+import type { BrokerAddress } from '../crypto/broker-address.ts';
+import { encodeKey } from '../crypto/keys.ts';
+import { Connection } from '../protocol/connection.ts';
+import type { HeartbeatSettings } from '../protocol/hello.ts';
+import type { BrokerInfo, GossipMessage, Message } from '../protocol/messages.ts';
+import { backoffDelay } from '../protocol/backoff.ts';
+import { Membership } from './membership.ts';
+
+/** Heartbeat a broker proposes to its peers: ping every 500 ms, dead after 3 missed (DESIGN §8). */
+export const PEER_HEARTBEAT: HeartbeatSettings = { idleMs: 500, activeMs: 200, deadMs: 600 };
+
+/** Something about the peer mesh worth logging. */
+export type PeerEvent =
+  | { type: 'peer-up'; key: string; direction: 'in' | 'out' }
+  | { type: 'peer-down'; key: string; direction: 'in' | 'out'; error?: MeshError | undefined }
+  | { type: 'peer-dial-failed'; key: string; address: string; error: MeshError }
+  | { type: 'peer-not-registered'; key: string }
+  | { type: 'brokers'; live: string[] };
+
+/** Settings of a {@link PeerMesh}. */
+export interface PeerMeshOptions {
+  readonly keyPair: KeyPair;
+  readonly suite: CryptoSuite;
+  readonly name: string;
+  readonly bootId: Uint8Array;
+  /** `host:port` addresses this broker announces. */
+  readonly addresses: readonly string[];
+  /** Brokers from configuration (--peer): dialled at their configured address, never forgotten. */
+  readonly seeds: readonly BrokerAddress[];
+  readonly roundMs?: number | undefined;
+  readonly tombstoneMs?: number | undefined;
+  readonly handshakeTimeout?: number | undefined;
+  readonly maxOutboundBytes?: number | undefined;
+  readonly stallTimeout?: number | undefined;
+  readonly now: () => number;
+  readonly random?: (() => number) | undefined;
+  /** Whether the registry lists this key with role broker. */
+  isBroker(key: string): boolean;
+  /** The agreed live list changed. */
+  onLiveChange(live: readonly BrokerInfo[]): void;
+  /** A round ended (the broker pushes BROKERS to its nodes). */
+  onRound(live: readonly BrokerInfo[]): void;
+  onEvent(event: PeerEvent): void;
+}
+
+interface Peer {
+  readonly key: string;
+  seed: BrokerAddress | undefined;
+  outbound: Connection | undefined;
+  inbound: Connection | undefined;
+  dialing: boolean;
+  failures: number;
+  retryAt: number;
+  retryTimer: NodeJS.Timeout | undefined;
+  warned: boolean;
+}
+
+/** Parses `host:port` or `[v6]:port`. */
+function parseHostPort(address: string): { host: string; port: number } | undefined {
+  const m = /^\[?([^\]]+)\]?:(\d{1,5})$/.exec(address);
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  return port > 0 && port < 65536 ? { host: m[1]!, port } : undefined;
+}
+
+/** A broker's side of the broker mesh. */
+export class PeerMesh {
+  readonly membership: Membership;
+  readonly #options: PeerMeshOptions;
+  readonly #selfKey: string;
+  readonly #peers = new Map<string, Peer>();
+  readonly #random: () => number;
+  readonly #roundMs: number;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #leaving = false;
+
+  constructor(options: PeerMeshOptions) {
+    this.#options = options;
+    this.#selfKey = encodeKey(options.keyPair.publicKey);
+    this.#random = options.random ?? Math.random;
+    this.#roundMs = options.roundMs ?? 1000;
+    const now = options.now();
+    this.membership = new Membership({ self: { id: options.keyPair.publicKey, addresses: options.addresses, bootId: options.bootId }, roundMs: this.#roundMs, tombstoneMs: options.tombstoneMs }, now);
+    for (const seed of options.seeds) {
+      if (seed.key === this.#selfKey) continue;
+      this.membership.addSeed({ id: seed.publicKey, addresses: [`${seed.host.includes(':') ? `[${seed.host}]` : seed.host}:${seed.port}`] }, now);
+      this.#peer(seed.key).seed = seed;
+    }
+  }
+
+  /** The agreed live brokers, self first. */
+  get live(): readonly BrokerInfo[] {
+    return this.membership.live;
+  }
+
+  /** Starts dialling and the rounds. */
+  start(): void {
+    this.#dialAll();
+    this.#armRound();
+  }
+
+  /** Peers with a connection up now. */
+  connectedPeers(): string[] {
+    return [...this.#peers.values()].filter((p) => this.#connectionOf(p) !== undefined).map((p) => p.key);
+  }
+
+  /** An accepted connection from a registered broker. */
+  attachInbound(key: string, connection: Connection): void {
+    if (this.#closed) {
+      connection.close();
+      return;
+    }
+    const p = this.#peer(key);
+    if (key > this.#selfKey && p.outbound && !p.outbound.closed) {
+      // Ours, dialled by the smaller key, is the one both sides keep.
+      connection.close();
+      return;
+    }
+    const old = p.inbound;
+    p.inbound = connection;
+    if (old && old !== connection) old.close();
+    if (key < this.#selfKey && p.outbound) {
+      const out = p.outbound;
+      p.outbound = undefined;
+      out.close();
+    }
+    this.membership.setConnected(key, true, this.#options.now());
+    this.#options.onEvent({ type: 'peer-up', key, direction: 'in' });
+    this.#sendGossip(connection);
+  }
+
+  /** An accepted broker connection closed. */
+  detachInbound(key: string, connection: Connection, error: MeshError | undefined): void {
+    const p = this.#peers.get(key);
+    if (!p || p.inbound !== connection) return;
+    p.inbound = undefined;
+    this.#options.onEvent({ type: 'peer-down', key, direction: 'in', error });
+    this.#lost(p);
+  }
+
+  /** A GOSSIP from a peer (either direction). */
+  onGossip(key: string, gossip: GossipMessage): void {
+    if (this.#closed) return;
+    const changed = this.membership.onGossip(key, gossip, this.#options.now());
+    if (changed) this.#liveChanged();
+    this.#dialAll();
+  }
+
+  /** Announces that this broker is leaving (drain) and stops dialling. */
+  leave(): void {
+    if (this.#leaving) return;
+    this.#leaving = true;
+    this.membership.leave();
+    for (const p of this.#peers.values()) {
+      const c = this.#connectionOf(p);
+      if (c) this.#sendGossip(c);
+    }
+  }
+
+  /** The registry no longer lists this key as a broker: drop our connection to it. */
+  revoke(key: string): void {
+    const p = this.#peers.get(key);
+    if (!p || this.#options.isBroker(key)) return;
+    const out = p.outbound;
+    p.outbound = undefined;
+    out?.close(new MeshError('MESH_ERR_UNAUTHORIZED', 'peer broker removed from the registry'), { notify: true });
+    this.#lost(p);
+  }
+
+  /** Closes every peer connection and stops the rounds (idempotent). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    for (const p of this.#peers.values()) {
+      if (p.retryTimer) clearTimeout(p.retryTimer);
+      p.outbound?.close();
+      p.outbound = undefined;
+    }
+  }
+
+  // ------------------------------------------------------------ internals
+
+  #peer(key: string): Peer {
+    let p = this.#peers.get(key);
+    if (!p) this.#peers.set(key, (p = { key, seed: undefined, outbound: undefined, inbound: undefined, dialing: false, failures: 0, retryAt: 0, retryTimer: undefined, warned: false }));
+    return p;
+  }
+
+  #connectionOf(p: Peer): Connection | undefined {
+    const out = p.outbound && !p.outbound.closed ? p.outbound : undefined;
+    const inb = p.inbound && !p.inbound.closed ? p.inbound : undefined;
+    return p.key > this.#selfKey ? (out ?? inb) : (inb ?? out);
+  }
+
+  #sendGossip(connection: Connection, gossip: GossipMessage = this.membership.gossip(this.#options.now())): void {
+    try {
+      connection.send(gossip);
+    } catch {
+      // Over the peer's limits (cannot happen for GOSSIP of ≤ 256 entries): skip this round.
+    }
+  }
+
+  #lost(p: Peer): void {
+    if (this.#connectionOf(p) === undefined) this.membership.setConnected(p.key, false, this.#options.now());
+    if (!this.#closed && !this.#leaving) this.#dial(p);
+  }
+
+  #liveChanged(): void {
+    const live = this.membership.live;
+    this.#options.onEvent({ type: 'brokers', live: this.membership.liveKeys() });
+    this.#options.onLiveChange(live);
+  }
+
+  #armRound(): void {
+    if (this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#closed) return;
+      const { gossip, changed } = this.membership.round(this.#options.now());
+      for (const p of this.#peers.values()) {
+        const c = this.#connectionOf(p);
+        if (c) this.#sendGossip(c, gossip);
+      }
+      if (changed) this.#options.onEvent({ type: 'brokers', live: this.membership.liveKeys() });
+      // Every round: the broker pushes the list to its nodes (changed or not).
+      this.#options.onRound(this.membership.live);
+      this.#forgetGone();
+      this.#dialAll();
+      this.#armRound();
+    }, this.#roundMs);
+    this.#timer.unref();
+  }
+
+  /** Peers that left the view (tombstone expired) and are not seeds: close and forget. */
+  #forgetGone(): void {
+    const known = new Set(this.membership.peers().map((e) => encodeKey(e.id)));
+    for (const p of [...this.#peers.values()]) {
+      if (p.seed || known.has(p.key) || p.inbound) continue;
+      if (p.retryTimer) clearTimeout(p.retryTimer);
+      p.outbound?.close();
+      this.#peers.delete(p.key);
+    }
+  }
+
+  #dialAll(): void {
+    if (this.#closed || this.#leaving) return;
+    for (const e of this.membership.peers()) {
+      const key = encodeKey(e.id);
+      const p = this.#peer(key);
+      this.#dial(p);
+    }
+  }
+
+  #dial(p: Peer): void {
+    if (this.#closed || this.#leaving || p.dialing || (p.outbound && !p.outbound.closed) || this.#peers.get(p.key) !== p) return;
+    // The larger key waits to be dialled once a connection exists.
+    if (p.key < this.#selfKey && p.inbound && !p.inbound.closed) return;
+    if (!this.#options.isBroker(p.key)) {
+      if (!p.warned) this.#options.onEvent({ type: 'peer-not-registered', key: p.key });
+      p.warned = true;
+      return;
+    }
+    const now = this.#options.now();
+    if (now < p.retryAt) {
+      // Try again once the backoff is over (one timer per peer).
+      p.retryTimer ??= setTimeout(() => {
+        p.retryTimer = undefined;
+        this.#dial(p);
+      }, Math.max(1, p.retryAt - now));
+      p.retryTimer.unref();
+      return;
+    }
+    const entry = this.membership.view.get(p.key);
+    const target = p.seed ?? (entry ? parseHostPort(entry.addresses[0] ?? '') : undefined);
+    if (!target || !entry) return;
+    p.dialing = true;
+    const address = `${target.host}:${target.port}`;
+    const o = this.#options;
+    Connection.connect(
+      {
+        host: target.host,
+        port: target.port,
+        remoteKey: entry.id,
+        keyPair: o.keyPair,
+        suite: o.suite,
+        role: 'broker',
+        name: o.name,
+        bootId: o.bootId,
+        heartbeat: PEER_HEARTBEAT,
+        handshakeTimeout: o.handshakeTimeout,
+        maxOutboundBytes: o.maxOutboundBytes,
+        stallTimeout: o.stallTimeout,
+        now: o.now,
+      },
+      {
+        onMessage: (message, connection) => this.#onOutboundMessage(p, message, connection),
+        onClose: (error, connection) => {
+          if (p.outbound !== connection) return;
+          p.outbound = undefined;
+          this.#options.onEvent({ type: 'peer-down', key: p.key, direction: 'out', error });
+          this.#backoff(p);
+          this.#lost(p);
+        },
+      },
+    ).then(
+      (connection) => {
+        p.dialing = false;
+        if (this.#closed || this.#leaving || (p.key < this.#selfKey && p.inbound && !p.inbound.closed)) {
+          connection.close();
+          return;
+        }
+        p.outbound = connection;
+        p.failures = 0;
+        if (p.key > this.#selfKey && p.inbound) {
+          const inb = p.inbound;
+          p.inbound = undefined;
+          inb.close();
+        }
+        this.membership.setConnected(p.key, true, this.#options.now());
+        this.#options.onEvent({ type: 'peer-up', key: p.key, direction: 'out' });
+        this.#sendGossip(connection);
+      },
+      (error: MeshError) => {
+        p.dialing = false;
+        this.#options.onEvent({ type: 'peer-dial-failed', key: p.key, address, error });
+        this.#backoff(p);
+        this.#dial(p);
+      },
+    );
+  }
+
+  #backoff(p: Peer): void {
+    p.retryAt = this.#options.now() + backoffDelay(p.failures++, this.#random, 100, this.#roundMs * 2);
+  }
+
+  #onOutboundMessage(p: Peer, message: Message, connection: Connection): void {
+    switch (message.type) {
+      case 'GOSSIP':
+        this.onGossip(p.key, message);
+        return;
+      case 'WELCOME':
+      case 'ERROR':
+        return;
+      default:
+        connection.close(new MeshError('MESH_ERR_PROTOCOL', `${message.type} may not be sent by a broker to a broker`), { notify: true });
+    }
+  }
+}

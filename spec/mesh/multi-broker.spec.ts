@@ -1,0 +1,103 @@
+// Several brokers in one process over loopback TCP: they find each other from
+// one --peer each, agree on the live list, push it to nodes (BROKERS), nodes
+// connect to every broker, requests can name a broker, and a broker that
+// drains leaves everyone's list.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Broker } from '../../lib/broker/broker.ts';
+import type { BrokerOptions } from '../../lib/broker/broker.ts';
+import { MeshNode } from '../../lib/node/mesh-node.ts';
+import { getSuite } from '../../lib/crypto/suites.ts';
+import { party, registryOf, until } from '../helpers/mesh.ts';
+import type { Party } from '../helpers/mesh.ts';
+
+const suite = getSuite('node');
+
+async function startMesh(n: number, options: Partial<BrokerOptions> = {}) {
+  const brokers = Array.from({ length: n }, (_, i) => party(`broker-${i + 1}`));
+  const client = party('client');
+  const worker = party('worker');
+  const registry = registryOf([
+    ...brokers.map((b): [Party, { role: 'broker' }] => [b, { role: 'broker' }]),
+    [client, { role: 'client', call: ['*'] }],
+    [worker, { role: 'worker', serve: ['*'] }],
+  ]);
+  const started: Broker[] = [];
+  for (let i = 0; i < n; i++) {
+    // Each broker knows only the one started before it (a chain).
+    const peers = i === 0 ? [] : [started[i - 1]!.address];
+    started.push(await Broker.start({ key: brokers[i]!.keyPair, registry, suite, name: brokers[i]!.name, peers, gossipInterval: 100, ...options }));
+  }
+  return { brokers: started, parties: brokers, client, worker };
+}
+
+void test('brokers chained by one --peer each come to know all the others, and nodes learn every broker from one seed', async () => {
+  const mesh = await startMesh(4);
+  const nodes: MeshNode[] = [];
+  try {
+    const keys = mesh.brokers.map((b) => b.key).sort();
+    await until(() => mesh.brokers.every((b) => JSON.stringify(b.status().brokers) === JSON.stringify(keys)), 10_000, 'every broker lists all four');
+    await until(() => mesh.brokers.every((b) => b.status().peers.length === 3), 10_000, 'a connection from each broker to each of the other three');
+
+    const worker = await MeshNode.connect({ brokers: [mesh.brokers[3]!.address], key: mesh.worker.keyPair, suite, timeout: 5000 });
+    nodes.push(worker);
+    worker.serve('echo', (req) => req.payload);
+    const client = await MeshNode.connect({ brokers: [mesh.brokers[0]!.address], key: mesh.client.keyPair, suite, timeout: 5000 });
+    nodes.push(client);
+    await until(() => client.healthyBrokers.length === 4 && worker.healthyBrokers.length === 4, 10_000, 'nodes connected to all four brokers');
+    await until(() => mesh.brokers.every((b) => b.status().services.some((s) => s.name === 'echo' && s.credits > 0)), 5000, 'the worker offers echo at every broker');
+
+    // A caller may name the broker: each one routes to the worker.
+    for (const b of mesh.brokers) {
+      const reply = await client.request('echo', `via ${b.key}`, { broker: b.address });
+      assert.equal(reply.toString(), `via ${b.key}`);
+    }
+  } finally {
+    await Promise.all(nodes.map((n) => n.close()));
+    await Promise.all(mesh.brokers.map((b) => b.close()));
+  }
+});
+
+void test('a draining broker leaves: the others drop it from their list and nodes forget it (not a seed)', async () => {
+  const mesh = await startMesh(3);
+  const nodes: MeshNode[] = [];
+  try {
+    const keys = mesh.brokers.map((b) => b.key).sort();
+    await until(() => mesh.brokers.every((b) => JSON.stringify(b.status().brokers) === JSON.stringify(keys)), 10_000, 'every broker lists all three');
+    const client = await MeshNode.connect({ brokers: [mesh.brokers[0]!.address], key: mesh.client.keyPair, suite, timeout: 5000 });
+    nodes.push(client);
+    const seen: string[][] = [];
+    client.on('brokers', (list) => seen.push(list));
+    await until(() => client.healthyBrokers.length === 3, 10_000, 'client connected to all three');
+
+    const leaving = mesh.brokers[2]!;
+    await leaving.close();
+    const rest = mesh.brokers.slice(0, 2);
+    await until(() => rest.every((b) => b.status().brokers.length === 2 && !b.status().brokers.includes(leaving.key)), 5000, 'the others drop the leaving broker');
+    await until(() => !client.brokers.includes(leaving.address), 5000, 'the client forgets the learned broker that left');
+    assert.ok(client.brokers.includes(mesh.brokers[0]!.address), 'the seed stays');
+    assert.ok(seen.length > 0, 'a brokers event was emitted');
+  } finally {
+    await Promise.all(nodes.map((n) => n.close()));
+    await Promise.all(mesh.brokers.map((b) => b.close()));
+  }
+});
+
+void test('a broker that left and restarts on the same key and port (new boot id) is back in every list', async () => {
+  const mesh = await startMesh(3, { tombstone: 2000 });
+  try {
+    const keys = mesh.brokers.map((b) => b.key).sort();
+    await until(() => mesh.brokers.every((b) => JSON.stringify(b.status().brokers) === JSON.stringify(keys)), 10_000, 'every broker lists all three');
+    const victim = mesh.brokers[1]!;
+    const port = Number(new URL(victim.address.replace('mesh://', 'http://')).port);
+    await victim.close();
+    const rest = [mesh.brokers[0]!, mesh.brokers[2]!];
+    await until(() => rest.every((b) => !b.status().brokers.includes(victim.key)), 10_000, 'the victim leaves both lists');
+    const registry = mesh.brokers[0]!.registry;
+    const again = await Broker.start({ key: mesh.parties[1]!.keyPair, registry, suite, port, peers: [mesh.brokers[0]!.address], gossipInterval: 100, tombstone: 2000 });
+    mesh.brokers[1] = again;
+    await until(() => [...rest, again].every((b) => JSON.stringify(b.status().brokers) === JSON.stringify(keys)), 10_000, 'the restarted broker is back in every list');
+  } finally {
+    await Promise.all(mesh.brokers.map((b) => b.close()));
+  }
+});
