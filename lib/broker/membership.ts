@@ -90,6 +90,8 @@ export interface MembershipOptions {
   readonly tombstoneMs?: number | undefined;
   /** How long a peer may be unconnected before this broker reports it unreachable, ms (default 1500). */
   readonly unreachableAfterMs?: number | undefined;
+  /** Whether a broker may enter the view at all (e.g. the registry lists it with role broker); default: all. */
+  readonly admit?: ((key: string) => boolean) | undefined;
 }
 
 /** Default round interval, ms. */
@@ -120,6 +122,7 @@ export class Membership {
   readonly #roundMs: number;
   readonly #tombstoneMs: number;
   readonly #unreachableAfter: number;
+  readonly #admit: (key: string) => boolean;
   #incarnation = 0;
   #leaving = false;
   #view = new Map<string, MemberEntry>();
@@ -134,6 +137,7 @@ export class Membership {
     this.#roundMs = options.roundMs ?? DEFAULT_ROUND_MS;
     this.#tombstoneMs = options.tombstoneMs ?? DEFAULT_TOMBSTONE_MS;
     this.#unreachableAfter = options.unreachableAfterMs ?? DEFAULT_UNREACHABLE_AFTER_MS;
+    this.#admit = options.admit ?? (() => true);
     this.#view.set(this.selfKey, this.#selfEntry());
     this.#recomputeLive(now);
   }
@@ -210,7 +214,10 @@ export class Membership {
         this.#refute(e);
         continue;
       }
-      // What a peer says about itself, by its own connection, is first-hand.
+      // A broker new to this view enters only first-hand (the sender itself)
+      // or when the sender can reach it now: an unreachable name passed on
+      // from view to view (or a ghost) never enters.
+      if (!this.#view.has(key) && ((key !== from && !e.reachable) || !this.#admit(key))) continue;
       this.#take(key, e, now);
     }
     this.#reports.set(from, { at: now, reachable });

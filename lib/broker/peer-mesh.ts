@@ -92,7 +92,10 @@ export class PeerMesh {
     this.#random = options.random ?? Math.random;
     this.#roundMs = options.roundMs ?? 1000;
     const now = options.now();
-    this.membership = new Membership({ self: { id: options.keyPair.publicKey, addresses: options.addresses, bootId: options.bootId }, roundMs: this.#roundMs, tombstoneMs: options.tombstoneMs }, now);
+    this.membership = new Membership(
+      { self: { id: options.keyPair.publicKey, addresses: options.addresses, bootId: options.bootId }, roundMs: this.#roundMs, tombstoneMs: options.tombstoneMs, admit: (key) => options.isBroker(key) },
+      now,
+    );
     for (const seed of options.seeds) {
       if (seed.key === this.#selfKey) continue;
       this.membership.addSeed({ id: seed.publicKey, addresses: [`${seed.host.includes(':') ? `[${seed.host}]` : seed.host}:${seed.port}`] }, now);

@@ -8,6 +8,10 @@ import { Broker } from '../../lib/broker/broker.ts';
 import type { BrokerOptions } from '../../lib/broker/broker.ts';
 import { MeshNode } from '../../lib/node/mesh-node.ts';
 import { getSuite } from '../../lib/crypto/suites.ts';
+import { Connection } from '../../lib/protocol/connection.ts';
+import type { Message } from '../../lib/protocol/messages.ts';
+import type { MeshError } from '../../lib/errors.ts';
+import { decodeKey } from '../../lib/crypto/keys.ts';
 import { party, registryOf, until } from '../helpers/mesh.ts';
 import type { Party } from '../helpers/mesh.ts';
 
@@ -97,6 +101,69 @@ void test('a broker that left and restarts on the same key and port (new boot id
     const again = await Broker.start({ key: mesh.parties[1]!.keyPair, registry, suite, port, peers: [mesh.brokers[0]!.address], gossipInterval: 100, tombstone: 2000 });
     mesh.brokers[1] = again;
     await until(() => [...rest, again].every((b) => JSON.stringify(b.status().brokers) === JSON.stringify(keys)), 10_000, 'the restarted broker is back in every list');
+  } finally {
+    await Promise.all(mesh.brokers.map((b) => b.close()));
+  }
+});
+
+/** Connects to a broker as `p` with `role` and waits (bounded) for the first message or the close. */
+async function rawConnect(broker: Broker, p: Party, role: 'broker' | 'client') {
+  const url = new URL(broker.address.replace('mesh://', 'http://'));
+  const messages: Message[] = [];
+  let closedWith: MeshError | undefined;
+  let closed = false;
+  const connection = await Connection.connect(
+    { host: url.hostname, port: Number(url.port), remoteKey: decodeKey(url.username, 'broker key'), keyPair: p.keyPair, suite, role, name: p.name },
+    {
+      onMessage: (m) => messages.push(m),
+      onClose: (error) => {
+        closedWith = error;
+        closed = true;
+      },
+    },
+  );
+  return { connection, messages, closed: () => closed, error: () => closedWith };
+}
+
+void test('GOSSIP only from a registered broker, and a broker connection may send nothing else', async () => {
+  const mesh = await startMesh(1);
+  const impostor = party('impostor-broker');
+  try {
+    // The client is registered as a client: its GOSSIP closes it with MESH_ERR_PROTOCOL.
+    const c = await rawConnect(mesh.brokers[0]!, mesh.client, 'client');
+    c.connection.send({ type: 'GOSSIP', bootId: new Uint8Array(16), incarnation: 0, view: [] });
+    await until(() => c.closed(), 5000, 'the client connection closed');
+    assert.equal(c.error()?.code, 'MESH_ERR_PROTOCOL');
+
+    // A registered broker gets GOSSIP (not WELCOME) and is closed when it sends a REQUEST.
+    const registry = registryOf([
+      [mesh.parties[0]!, { role: 'broker' }],
+      [impostor, { role: 'broker' }],
+      [mesh.client, { role: 'client', call: ['*'] }],
+    ]);
+    mesh.brokers[0]!.setRegistry(registry);
+    const b = await rawConnect(mesh.brokers[0]!, impostor, 'broker');
+    await until(() => b.messages.length > 0, 5000, 'the first message to a peer broker');
+    assert.equal(b.messages[0]!.type, 'GOSSIP');
+    // 255 brokers the registry does not list, plus the sender itself: only the sender enters the view.
+    const view = Array.from({ length: 255 }, (_, i) => ({
+      id: party(`ghost-${i}`).keyPair.publicKey,
+      addresses: [`127.0.0.1:${1 + i}`],
+      bootId: new Uint8Array(16).fill(1),
+      incarnation: 0,
+      status: 'alive' as const,
+      reachable: true,
+    }));
+    const self = { id: impostor.keyPair.publicKey, addresses: ['127.0.0.1:1'], bootId: new Uint8Array(16).fill(2), incarnation: 0, status: 'alive' as const, reachable: true };
+    b.connection.send({ type: 'GOSSIP', bootId: self.bootId, incarnation: 0, view: [...view, self] });
+    await until(() => mesh.brokers[0]!.status().brokers.length > 1, 5000, 'the gossip was merged');
+    assert.deepEqual(mesh.brokers[0]!.status().brokers, [mesh.brokers[0]!.key, impostor.key].sort());
+    b.connection.send({ type: 'REQUEST', id: new Uint8Array(16), service: 'echo', attempt: 1, dup: false, ttl: 1000, payload: new Uint8Array(0) });
+    await until(() => b.closed(), 5000, 'the broker connection closed');
+    assert.equal(b.error()?.code, 'MESH_ERR_PROTOCOL');
+
+    const node = await MeshNode.connect({ brokers: [mesh.brokers[0]!.address], key: mesh.client.keyPair, suite, timeout: 5000 });
+    await node.close();
   } finally {
     await Promise.all(mesh.brokers.map((b) => b.close()));
   }
