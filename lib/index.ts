@@ -88,6 +88,14 @@ export type { RegistryEntry, RegistryEntryInit, RegistryDiff } from './broker/re
 export { loadRegistry, RegistryWatcher, addRegistryEntry, removeRegistryEntry, listRegistry } from './broker/registry-file.ts';
 /** Registry watcher options. */
 export type { RegistryWatcherOptions } from './broker/registry-file.ts';
+/** Broker membership (DESIGN §7): the pure quorum-round state machine and its view merge, with their defaults. */
+export { Membership, mergeViews, mergeEntry, compareEntries, makeBootId, DEFAULT_ROUND_MS, DEFAULT_TOMBSTONE_MS, DEFAULT_UNREACHABLE_AFTER_MS } from './broker/membership.ts';
+/** Membership view entries and settings. */
+export type { MemberEntry, MembershipOptions } from './broker/membership.ts';
+/** Events of a broker's connections to its peer brokers. */
+export type { PeerEvent } from './broker/peer-mesh.ts';
+/** The heartbeat a broker proposes to its peer brokers (500 ms pings, dead after 3 missed). */
+export { PEER_HEARTBEAT } from './broker/peer-mesh.ts';
 /** Default per-service queue bounds. */
 export { DEFAULT_QUEUE_LIMITS } from './broker/service-table.ts';
 /** Queue bounds. */
