@@ -6,8 +6,9 @@
  *
  * Views merge entry by entry with {@link mergeEntry}: the entry with the
  * higher (boot id, incarnation, status) wins, so merging is commutative,
- * associative and idempotent and every broker that has heard the same
- * entries holds the same view. Boot ids start with the boot time, so a
+ * associative and idempotent: brokers that have merged the same entries
+ * hold the same view (a broker new to a view enters only first-hand or from
+ * a sender that reaches it, so this holds from the next round on). Boot ids start with the boot time, so a
  * restarted broker outranks its old self; a broker refutes a suspect, dead
  * or leaving entry about itself by bumping its incarnation.
  *
@@ -46,8 +47,16 @@ export function compareEntries(a: MemberEntry, b: MemberEntry): number {
     compareBytes(a.bootId, b.bootId) ||
     a.incarnation - b.incarnation ||
     STATUS_RANK[a.status] - STATUS_RANK[b.status] ||
-    (a.addresses.join(',') < b.addresses.join(',') ? -1 : a.addresses.join(',') > b.addresses.join(',') ? 1 : 0)
+    compareAddresses(a.addresses, b.addresses)
   );
+}
+
+function compareAddresses(a: readonly string[], b: readonly string[]): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    if (a[i] !== b[i]) return a[i]! < b[i]! ? -1 : 1;
+  }
+  return a.length - b.length;
 }
 
 /** The winner of two entries about the same broker. */
@@ -199,6 +208,7 @@ export class Membership {
   leave(): void {
     this.#leaving = true;
     this.#view.set(this.selfKey, this.#selfEntry());
+    this.#recomputeLive(0);
   }
 
   /**
