@@ -12,7 +12,7 @@ import type { SuiteName } from '../../lib/index.ts';
 import { contextOf, docsEpilogue, println } from '../context.ts';
 import type { MeshdCommand } from '../context.ts';
 import { jsonLogger, logBrokerEvent } from '../log.ts';
-import { LINGER_MS, integerProblem, parseListen, stopSignals } from '../options.ts';
+import { LINGER_MS, brokerList, integerProblem, parseListen, stopSignals } from '../options.ts';
 
 export interface BrokerArgs {
   readonly listen: string;
@@ -152,7 +152,7 @@ export const broker: MeshdCommand<BrokerArgs> = {
         type: 'string',
         array: true,
         requiresArg: true,
-        describe: 'Peer broker mesh://KEY@HOST:PORT to join (repeatable); the others are learned from it. Its key must be in the registry with role broker. Env: MESHD_PEER',
+        describe: 'Peer broker mesh://KEY@HOST:PORT to join (repeatable); the others are learned from it. Its key must be in the registry with role broker. Env: MESHD_PEER (several: separated by spaces)',
       })
       .option('gossip-interval', {
         type: 'number',
@@ -204,7 +204,7 @@ export const broker: MeshdCommand<BrokerArgs> = {
     const logger = jsonLogger(ctx.io.stderr);
     const listen = parseListen(argv.listen);
     if (typeof listen === 'string') throw new Error(`unreachable: check() validates --listen: ${listen}`);
-    const peers = argv.peer ?? [];
+    const peers = brokerList(argv.peer);
     if (argv.admin !== undefined) {
       logger.log('warn', 'option-ignored', '--admin is accepted but does nothing yet: there is no admin HTTP endpoint (it comes in a later release)', { option: 'admin', value: argv.admin });
     }

@@ -160,7 +160,8 @@ export class Broker {
   /** Starts a broker: loads key and registry, listens, and resolves when ready. */
   static async start(options: BrokerOptions): Promise<Broker> {
     const seeds = (options.peers ?? []).map((url) => parseBrokerAddress(url));
-    if (options.advertise !== undefined && !/^(\[[0-9A-Fa-f:.]+\]|[^\s:/@[\]]+):\d{1,5}$/.test(options.advertise)) {
+    const advertisedPort = options.advertise === undefined ? 1 : Number(/:(\d{1,5})$/.exec(options.advertise)?.[1] ?? 0);
+    if (options.advertise !== undefined && (!/^(\[[0-9A-Fa-f:.]+\]|[^\s:/@[\]]+):\d{1,5}$/.test(options.advertise) || advertisedPort < 1 || advertisedPort > 65535)) {
       throw new MeshError('MESH_ERR_CONFIG', `advertise address must be HOST:PORT or [IPV6]:PORT, got ${JSON.stringify(options.advertise)}`);
     }
     const keyPair = typeof options.key === 'string' ? await readKeyFile(options.key) : options.key;

@@ -13,7 +13,7 @@
  * or leaving entry about itself by bumping its incarnation.
  *
  * A round decides only when it is quorate: more than half of the live
- * brokers (self included) answered within the last two rounds. Then a broker
+ * brokers (self included) answered within the last two and a half rounds. Then a broker
  * more than half of those who answered report as unreachable is dead. So a
  * broker cut off from the others never declares them dead by itself.
  */

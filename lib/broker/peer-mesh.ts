@@ -286,9 +286,12 @@ export class PeerMesh {
       p.retryTimer.unref();
       return;
     }
+    // A seed is dialled at its configured address even when the view has
+    // forgotten it (tombstone expired): a restarted seed must be found again.
     const entry = this.membership.view.get(p.key);
     const target = p.seed ?? (entry ? parseHostPort(entry.addresses[0] ?? '') : undefined);
-    if (!target || !entry) return;
+    const remoteKey = p.seed?.publicKey ?? entry?.id;
+    if (!target || !remoteKey) return;
     p.dialing = true;
     const address = `${target.host}:${target.port}`;
     const o = this.#options;
@@ -296,7 +299,7 @@ export class PeerMesh {
       {
         host: target.host,
         port: target.port,
-        remoteKey: entry.id,
+        remoteKey,
         keyPair: o.keyPair,
         suite: o.suite,
         role: 'broker',
@@ -326,7 +329,6 @@ export class PeerMesh {
           return;
         }
         p.outbound = connection;
-        p.failures = 0;
         if (p.key > this.#selfKey && p.inbound) {
           const inb = p.inbound;
           p.inbound = undefined;
@@ -338,7 +340,8 @@ export class PeerMesh {
       },
       (error: MeshError) => {
         p.dialing = false;
-        this.#options.onEvent({ type: 'peer-dial-failed', key: p.key, address, error });
+        // Logged on the first failure of a run, then every 30th.
+        if (p.failures % 30 === 0) this.#options.onEvent({ type: 'peer-dial-failed', key: p.key, address, error });
         this.#backoff(p);
         this.#dial(p);
       },
@@ -352,6 +355,9 @@ export class PeerMesh {
   #onOutboundMessage(p: Peer, message: Message, connection: Connection): void {
     switch (message.type) {
       case 'GOSSIP':
+        // The peer accepted us (a handshake alone is not enough: its registry
+        // may still refuse this key): the backoff starts over.
+        p.failures = 0;
         this.onGossip(p.key, message);
         return;
       case 'WELCOME':

@@ -315,8 +315,12 @@ export class MeshNode {
       if (!address) continue;
       const m = /^\[?([^\]]+)\]?:(\d+)$/.exec(address);
       if (!m) continue;
-      const url = formatBrokerAddress({ publicKey: b.id, host: m[1]!, port: Number(m[2]) });
-      const parsed = parseBrokerAddress(url);
+      let parsed: BrokerAddress;
+      try {
+        parsed = parseBrokerAddress(formatBrokerAddress({ publicKey: b.id, host: m[1]!, port: Number(m[2]) }));
+      } catch {
+        continue; // an address this node cannot use (e.g. port out of range): skip it, keep the rest
+      }
       if (this.#links.has(parsed.key)) continue;
       this.#addLink(parsed, false);
       changed = true;

@@ -1,7 +1,7 @@
 /**
- * Reconnect backoff shared by node→broker links and broker→broker peer
- * connections (DESIGN §8): 100 ms doubling to 5 s, full jitter. Pure: the
- * random source is passed in.
+ * Reconnect backoff shared by node→broker links (DESIGN §8: 100 ms doubling
+ * to 5 s, full jitter) and broker→broker peer connections (capped at two
+ * gossip rounds instead). Pure: the random source is passed in.
  */
 
 /** Reconnect backoff bounds, ms. */

@@ -168,3 +168,22 @@ void test('GOSSIP only from a registered broker, and a broker connection may sen
     await Promise.all(mesh.brokers.map((b) => b.close()));
   }
 });
+
+void test('a --peer seed is dialled again after its tombstone expired: a restarted seed with no --peer of its own is found', async () => {
+  const mesh = await startMesh(2, { tombstone: 300 });
+  try {
+    const [seed, other] = mesh.brokers as [Broker, Broker];
+    const keys = [seed.key, other.key].sort();
+    await until(() => mesh.brokers.every((b) => JSON.stringify(b.status().brokers) === JSON.stringify(keys)), 10_000, 'both list both');
+    const port = Number(new URL(seed.address.replace('mesh://', 'http://')).port);
+    await seed.close();
+    await until(() => JSON.stringify(other.status().brokers) === JSON.stringify([other.key]), 5000, 'the seed left the list');
+    // Past the tombstone: the view has forgotten the seed entirely.
+    await new Promise((r) => setTimeout(r, 800));
+    const again = await Broker.start({ key: mesh.parties[0]!.keyPair, registry: other.registry, suite, port, gossipInterval: 100, tombstone: 300 });
+    mesh.brokers[0] = again;
+    await until(() => [again, other].every((b) => JSON.stringify(b.status().brokers) === JSON.stringify(keys)), 10_000, 'the restarted seed is found again');
+  } finally {
+    await Promise.all(mesh.brokers.map((b) => b.close()));
+  }
+});
