@@ -107,6 +107,13 @@ const TICK_MS = 100;
  * was frozen (SIGSTOP) or starved, and its peers have given up on it.
  */
 const STALL_MS = 1000;
+/**
+ * After a stall is seen, input stays suspect this long, ms. Node may run the
+ * overdue watchdog tick before the socket reads that were buffered during
+ * the freeze, so the tick itself marks the window.
+ */
+const STALE_WINDOW_MS = 500;
+
 
 type Handler = (session: Session, message: Message) => void;
 
@@ -138,7 +145,7 @@ export class Broker {
   #peers: PeerMesh | undefined;
   #tick: NodeJS.Timeout | undefined;
   #lastTick = 0;
-  #stallReported = false;
+  #staleUntil = 0;
 
   private constructor(options: BrokerOptions, keyPair: KeyPair, registry: Registry) {
     this.#options = options;
@@ -213,8 +220,13 @@ export class Broker {
     this.#peers.start();
     this.#lastTick = this.#now();
     this.#tick = setInterval(() => {
-      this.#lastTick = this.#now();
-      this.#stallReported = false;
+      const now = this.#now();
+      const silent = now - this.#lastTick;
+      this.#lastTick = now;
+      if (silent > STALL_MS) {
+        this.#staleUntil = now + STALE_WINDOW_MS;
+        this.#emit({ type: 'stalled', ms: Math.round(silent) });
+      }
     }, TICK_MS);
     this.#tick.unref();
   }
@@ -227,13 +239,19 @@ export class Broker {
     }
   }
 
-  /** Whether the event loop has been silent long enough that input may be stale (the process was frozen). */
+  /**
+   * Whether input read now may be stale: the event loop was silent over
+   * STALL_MS (the process was frozen or starved) just before, so its peers
+   * have likely given up on it and resent elsewhere.
+   */
   #stalled(): boolean {
-    const silent = this.#now() - this.#lastTick;
-    if (silent <= STALL_MS || this.#tick === undefined) return false;
-    if (!this.#stallReported) this.#emit({ type: 'stalled', ms: Math.round(silent) });
-    this.#stallReported = true;
-    return true;
+    if (this.#tick === undefined) return false;
+    const now = this.#now();
+    if (now - this.#lastTick > STALL_MS) {
+      // Read before the overdue tick ran: open the window here.
+      this.#staleUntil = Math.max(this.#staleUntil, now + STALE_WINDOW_MS);
+    }
+    return now < this.#staleUntil;
   }
 
   /** This broker's address, `mesh://KEY@host:port`. */
