@@ -236,6 +236,8 @@ export interface RequestRecord {
   readonly timeout: number;
   /** After timeout + graceMs without settling, the request counts as lost (even if it settles later). */
   readonly graceMs: number;
+  /** The broker (key) the first attempt was asked to go through, if any. */
+  readonly broker: string | undefined;
   end: number | undefined;
   outcome: Outcome | undefined;
 }
@@ -441,16 +443,16 @@ export class Cluster {
    * rejects. Resolves once it settled, or after timeout + graceMs (then it
    * stays unsettled: lost, unless it settles later).
    */
-  async request(tag: string, options: { timeout?: number; retries?: number; graceMs?: number } = {}): Promise<RequestRecord> {
+  async request(tag: string, options: { timeout?: number; retries?: number; graceMs?: number; broker?: string | undefined } = {}): Promise<RequestRecord> {
     const client = this.client;
     if (!client) throw new Error('no client in this cluster');
     const seq = this.#seq++;
     const timeout = options.timeout ?? 1000;
     const payload = `${this.name}-${tag}-${seq}-${randomBytes(6).toString('hex')}`;
     const graceMs = options.graceMs ?? 1000;
-    const record: RequestRecord = { seq, tag, payload, start: performance.now(), timeout, graceMs, end: undefined, outcome: undefined };
+    const record: RequestRecord = { seq, tag, payload, start: performance.now(), timeout, graceMs, broker: options.broker, end: undefined, outcome: undefined };
     this.records.push(record);
-    const settled = client.request(SERVICE, payload, { timeout, retries: options.retries ?? 2 }).then(
+    const settled = client.request(SERVICE, payload, { timeout, retries: options.retries ?? 2, broker: options.broker }).then(
       (reply) => {
         record.end = performance.now();
         record.outcome = { kind: 'reply', ok: reply.toString('latin1') === payload };
@@ -474,7 +476,18 @@ export class Cluster {
    * has settled, but never past `maxDurationMs`. Resolves when every loop
    * has stopped; rejects with the fault script's error, after the loops.
    */
-  async load(options: { concurrency?: number; durationMs?: number; maxDurationMs?: number; timeout?: number; retries?: number; until?: Promise<unknown>; tag?: string }): Promise<{ startedAt: number; endedAt: number }> {
+  async load(options: {
+    concurrency?: number;
+    durationMs?: number;
+    maxDurationMs?: number;
+    timeout?: number;
+    retries?: number;
+    until?: Promise<unknown>;
+    tag?: string;
+    /** The broker (key) request n's first attempt should go through (default: the client's round-robin). */
+    broker?: (n: number) => string | undefined;
+  }): Promise<{ startedAt: number; endedAt: number }> {
+    let sent = 0;
     const startedAt = performance.now();
     const minEnd = startedAt + (options.durationMs ?? 5000);
     const maxEnd = startedAt + (options.maxDurationMs ?? 60_000);
@@ -491,7 +504,7 @@ export class Cluster {
       for (let i = 0; i < 1_000_000; i++) {
         const now = performance.now();
         if (now >= maxEnd || (now >= minEnd && faultDone)) return;
-        const r = await this.request(options.tag ?? 'load', { timeout: options.timeout, retries: options.retries });
+        const r = await this.request(options.tag ?? 'load', { timeout: options.timeout, retries: options.retries, broker: options.broker?.(sent++) });
         // A client that got an error at once (no broker, no service) waits a moment instead of spinning.
         if (r.outcome?.kind === 'error' && r.end! - r.start < 10) await sleep(10);
       }
