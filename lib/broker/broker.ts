@@ -223,10 +223,7 @@ export class Broker {
       const now = this.#now();
       const silent = now - this.#lastTick;
       this.#lastTick = now;
-      if (silent > STALL_MS) {
-        this.#staleUntil = now + STALE_WINDOW_MS;
-        this.#emit({ type: 'stalled', ms: Math.round(silent) });
-      }
+      if (silent > STALL_MS) this.#openStaleWindow(now, silent);
     }, TICK_MS);
     this.#tick.unref();
   }
@@ -247,11 +244,33 @@ export class Broker {
   #stalled(): boolean {
     if (this.#tick === undefined) return false;
     const now = this.#now();
-    if (now - this.#lastTick > STALL_MS) {
-      // Read before the overdue tick ran: open the window here.
-      this.#staleUntil = Math.max(this.#staleUntil, now + STALE_WINDOW_MS);
-    }
+    // Read before the overdue tick ran: open the window here.
+    if (now - this.#lastTick > STALL_MS && now >= this.#staleUntil) this.#openStaleWindow(now, now - this.#lastTick);
     return now < this.#staleUntil;
+  }
+
+  /**
+   * After a stall: input is suspect for STALE_WINDOW_MS, and every request
+   * still queued is handed back (REFUSED): its client has most likely
+   * resent it elsewhere, and a READY read now must not dispatch it.
+   */
+  #openStaleWindow(now: number, silent: number): void {
+    if (now < this.#staleUntil) return;
+    this.#staleUntil = now + STALE_WINDOW_MS;
+    this.#emit({ type: 'stalled', ms: Math.round(silent) });
+    this.#handBackQueued();
+  }
+
+  /** Empties every service queue, answering each request's client with REFUSED (not dispatched: resend elsewhere). */
+  #handBackQueued(): void {
+    for (const service of this.#services.values()) {
+      for (const e of service.removeWhere(() => true)) {
+        if (!this.#forget(e.item.reqKey)) continue;
+        const client = this.#sessions.get(e.item.clientId) ?? this.#anySession(e.item.clientKey);
+        client?.connection.send({ type: 'REFUSED', id: e.item.message.id });
+      }
+      this.#services.prune(service.name);
+    }
   }
 
   /** This broker's address, `mesh://KEY@host:port`. */
@@ -439,9 +458,16 @@ export class Broker {
     const set = this.#byKey.get(session.key);
     set?.delete(session);
     if (set?.size === 0) this.#byKey.delete(session.key);
-    if (session.entry.role === 'broker') this.#peers?.detachInbound(session.key, session.connection, error);
+    // (Whatever its role is now: a registry reload may have changed it.)
+    this.#peers?.detachInbound(session.key, session.connection, error);
     for (const name of this.#services.withdrawAll(session.id)) this.#services.prune(name);
     this.#dispatchTo.delete(session);
+    // Its requests still queued here are forgotten: the client resends every
+    // attempt of a lost link elsewhere (with dup), so a copy dispatched from
+    // here later would run again without dup.
+    for (const p of [...this.#pending.values()]) {
+      if (p.clientId === session.id && p.workerId === undefined) this.#forget(p.reqKey);
+    }
     // Requests this worker was running go to another worker, flagged dup,
     // unless this process was frozen: then its clients have resent them.
     const stale = this.#stalled();
@@ -626,9 +652,12 @@ export class Broker {
     return true;
   }
 
+  /** Any open session of a node with this key (never a peer broker's). */
   #anySession(key: string): Session | undefined {
-    const set = this.#byKey.get(key);
-    return set ? set.values().next().value : undefined;
+    for (const s of this.#byKey.get(key) ?? []) {
+      if (s.entry.role !== 'broker') return s;
+    }
+    return undefined;
   }
 
   // ------------------------------------------------------------ workers
@@ -786,13 +815,7 @@ export class Broker {
       if (s.entry.role !== 'broker') s.connection.send({ type: 'DRAIN' });
     }
     // Queued requests go back to their clients: not dispatched, resend elsewhere.
-    for (const service of this.#services.values()) {
-      for (const e of service.removeWhere(() => true)) {
-        if (!this.#forget(e.item.reqKey)) continue;
-        const client = this.#sessions.get(e.item.clientId) ?? this.#anySession(e.item.clientKey);
-        client?.connection.send({ type: 'REFUSED', id: e.item.message.id });
-      }
-    }
+    this.#handBackQueued();
     const deadline = this.#now() + (this.#options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT);
     while (this.#pending.size > 0 && this.#now() < deadline && this.#sessions.size > 0) {
       await new Promise((r) => setTimeout(r, 10));

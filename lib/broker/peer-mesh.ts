@@ -253,8 +253,10 @@ export class PeerMesh {
     for (const p of [...this.#peers.values()]) {
       if (p.seed || known.has(p.key) || p.inbound) continue;
       if (p.retryTimer) clearTimeout(p.retryTimer);
-      p.outbound?.close();
+      const out = p.outbound;
+      p.outbound = undefined;
       this.#peers.delete(p.key);
+      out?.close();
     }
   }
 

@@ -321,7 +321,13 @@ export class MeshNode {
       } catch {
         continue; // an address this node cannot use (e.g. port out of range): skip it, keep the rest
       }
-      if (this.#links.has(parsed.key)) continue;
+      const known = this.#links.get(parsed.key);
+      if (known) {
+        // A learned broker that moved (restarted elsewhere, same key): follow it while the old address is down.
+        if (known.seed || known.up || known.address.url === parsed.url) continue;
+        known.close();
+        this.#links.delete(known.key);
+      }
       this.#addLink(parsed, false);
       changed = true;
     }

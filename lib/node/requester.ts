@@ -33,6 +33,8 @@ export const DEFAULT_REQUEST_TIMEOUT = 1000;
 export const DEFAULT_RETRIES = 2;
 /** Most hand-backs (REFUSED, DRAIN) a request may take without using a retry. */
 const MAX_HANDBACKS = 8;
+/** How much shorter than the attempt timer the ttl sent with a non-final attempt is, at most, ms. */
+const TTL_MARGIN_MS = 25;
 
 /** The links a requester can use. */
 export interface LinkPool {
@@ -238,10 +240,14 @@ export class Requester {
     // later, without dup, after a resend elsewhere already ran.
     // The last attempt gets all the time that is left.
     const attemptMs = o.retriesLeft === 0 ? ttl : Math.max(1, Math.floor(Math.min(o.attemptTimeout, ttl)));
+    // The broker starts the ttl when it reads the request, one hop after we
+    // start the attempt timer: send a little less, so its copy is dropped
+    // before we resend elsewhere (the last attempt is never resent).
+    const wireTtl = o.retriesLeft === 0 ? attemptMs : Math.max(1, attemptMs - Math.min(TTL_MARGIN_MS, Math.floor(attemptMs / 10)));
     o.attempt++;
     o.link = link;
     link.retain();
-    const sent = link.send({ type: 'REQUEST', id: o.id, service: o.service, attempt: o.attempt, dup: o.dup, ttl: attemptMs, worker: o.hint, payload: o.payload });
+    const sent = link.send({ type: 'REQUEST', id: o.id, service: o.service, attempt: o.attempt, dup: o.dup, ttl: wireTtl, worker: o.hint, payload: o.payload });
     if (!sent) {
       link.release();
       o.link = undefined;

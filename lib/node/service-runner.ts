@@ -146,9 +146,13 @@ export class ServiceRunner {
       if (s) this.#grant(s);
       return;
     }
-    if (!s || s.cancelled || this.#draining) {
+    // Every slot busy (requests a broker dispatched before it read a CANCEL
+    // of a credit rebalance, or a resend to the wrong worker): refuse, and
+    // the broker dispatches it to another worker. Concurrency is a hard bound.
+    if (!s || s.cancelled || this.#draining || s.running >= s.concurrency) {
       this.#cache.abandon(key);
       link.send({ type: 'REFUSED', id: m.id });
+      if (s) this.#grant(s);
       return;
     }
     s.running++;
