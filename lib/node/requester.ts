@@ -33,6 +33,8 @@ export const DEFAULT_REQUEST_TIMEOUT = 1000;
 export const DEFAULT_RETRIES = 2;
 /** Most hand-backs (REFUSED, DRAIN) a request may take without using a retry. */
 const MAX_HANDBACKS = 8;
+/** Longest pause before resending a request handed back more than once, ms (10, 20, 40, ... up to this). */
+const HANDBACK_BACKOFF_MAX_MS = 250;
 /** How much shorter than the attempt timer the ttl sent with a non-final attempt is, at most, ms. */
 const TTL_MARGIN_MS = 25;
 
@@ -299,7 +301,17 @@ export class Requester {
       this.#finishWithError(o, error);
       return;
     }
-    this.#send(o, from);
+    if (o.handbacks === 1) {
+      this.#send(o, from);
+      return;
+    }
+    // Handed back again (every broker draining, or all just back from a
+    // stall): back off a little, so the hand-backs spread over time instead
+    // of being spent in a burst.
+    o.timer = setTimeout(() => {
+      o.timer = undefined;
+      if (this.#outstanding.has(o.idHex)) this.#send(o, from);
+    }, Math.min(HANDBACK_BACKOFF_MAX_MS, 10 * 2 ** (o.handbacks - 2)));
   }
 
   #finish(o: Outstanding): void {
