@@ -465,9 +465,11 @@ export class Broker {
     // Its requests still queued here are forgotten: the client resends every
     // attempt of a lost link elsewhere (with dup), so a copy dispatched from
     // here later would run again without dup.
-    for (const p of [...this.#pending.values()]) {
-      if (p.clientId === session.id && p.workerId === undefined) this.#forget(p.reqKey);
+    for (const reqKey of session.sent) {
+      const p = this.#pending.get(reqKey);
+      if (p && p.clientId === session.id && p.workerId === undefined) this.#forget(reqKey);
     }
+    session.sent.clear();
     // Requests this worker was running go to another worker, flagged dup,
     // unless this process was frozen: then its clients have resent them.
     const stale = this.#stalled();
@@ -508,7 +510,11 @@ export class Broker {
     if (existing) {
       // A resend through this broker: answer on the latest path, and let the
       // worker that has it attach (it dedups by sender and id).
-      existing.clientId = client.id;
+      if (existing.clientId !== client.id) {
+        this.#sessions.get(existing.clientId)?.sent.delete(reqKey);
+        existing.clientId = client.id;
+        client.sent.add(reqKey);
+      }
       existing.message = { ...existing.message, attempt: Math.max(existing.message.attempt, m.attempt), dup: existing.message.dup || m.dup };
       existing.deadline = Math.max(existing.deadline, this.#now() + m.ttl);
       if (existing.workerId === undefined) this.#armSweep(existing.deadline);
@@ -542,6 +548,7 @@ export class Broker {
       refusals: 0,
     };
     this.#pending.set(reqKey, pending);
+    client.sent.add(reqKey);
     this.#route(pending);
   }
 
@@ -646,6 +653,7 @@ export class Broker {
     const p = this.#pending.get(reqKey);
     if (!p) return false;
     this.#pending.delete(reqKey);
+    this.#sessions.get(p.clientId)?.sent.delete(reqKey);
     const n = (this.#pendingByClient.get(p.clientKey) ?? 1) - 1;
     if (n <= 0) this.#pendingByClient.delete(p.clientKey);
     else this.#pendingByClient.set(p.clientKey, n);

@@ -38,6 +38,8 @@ export class Session {
   readonly services = new Set<string>();
   /** Requests dispatched to this session as a worker, by reqKey. */
   readonly inflight = new Map<string, PendingRequest>();
+  /** Pending requests this session sent as a client (reqKeys; a resend through another session moves them there). */
+  readonly sent = new Set<string>();
   /** DISPATCHED entries waiting for the end of the turn (as a client). */
   dispatched: Dispatch[] = [];
   /** Resolves when the connection has closed. */

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { childEnv } from '../cli/children.ts';
 
 /** The repository root. */
 export const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -60,15 +61,6 @@ function track(child: ChildProcess): void {
     hooked = true;
     process.once('exit', killAllChildren);
   }
-}
-
-/** The environment of the test run without MESHD_* and node:test variables, plus `extra`. */
-export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!name.startsWith('MESHD_') && name !== 'NODE_TEST_CONTEXT') env[name] = value;
-  }
-  return { ...env, ...extra };
 }
 
 /** A running child process. */
