@@ -33,6 +33,15 @@ export const DEFAULT_REQUEST_TIMEOUT = 1000;
 export const DEFAULT_RETRIES = 2;
 /** Most hand-backs (REFUSED, DRAIN) a request may take without using a retry. */
 const MAX_HANDBACKS = 8;
+/**
+ * After a broker answers MESH_ERR_NO_SERVICE for a service, new requests
+ * for it go to other brokers for this long, ms (a broker that just
+ * restarted has no workers yet; without this every request would spend a
+ * retry there, and the retry budget would run dry).
+ */
+const NO_SERVICE_AVOID_MS = 1000;
+/** Most (broker, service) pairs remembered as lacking the service. */
+const MAX_NO_SERVICE_MARKS = 4096;
 /** Longest pause before resending a request handed back more than once, ms (10, 20, 40, ... up to this). */
 const HANDBACK_BACKOFF_MAX_MS = 250;
 /** How much shorter than the attempt timer the ttl sent with a non-final attempt is, at most, ms. */
@@ -77,6 +86,8 @@ export class Requester {
   readonly #now: () => number;
   readonly #budget: RetryBudget;
   readonly #outstanding = new Map<string, Outstanding>();
+  /** `brokerKey service` → until when that broker is known to lack the service. */
+  readonly #noService = new Map<string, number>();
   #cursor = 0;
   #closed = false;
 
@@ -162,6 +173,7 @@ export class Requester {
           this.#finishWithError(o, error);
           return;
         }
+        if (code === 'MESH_ERR_NO_SERVICE') this.#markNoService(link, o.service);
         // BUSY, NO_SERVICE, DRAINING come before dispatch: no dup needed.
         this.#retry(o, link, error, false);
         return;
@@ -214,11 +226,26 @@ export class Requester {
       const l = this.#pool.find(o.preferred);
       if (l?.healthy && !tried.has(l)) return l;
     }
-    const healthy = this.#pool.healthy().filter((l) => !tried.has(l));
+    let healthy = this.#pool.healthy().filter((l) => !tried.has(l));
     if (healthy.length === 0) return undefined;
+    if (this.#noService.size > 0 && healthy.length > 1) {
+      // Brokers that just said they lack this service go last (all of them: keep them all).
+      const now = this.#now();
+      const having = healthy.filter((l) => (this.#noService.get(`${l.key} ${o.service}`) ?? 0) <= now);
+      if (having.length > 0) healthy = having;
+    }
     const candidates = healthy.length > 1 && avoid ? healthy.filter((l) => l !== avoid) : healthy;
     this.#cursor = (this.#cursor + 1) % candidates.length;
     return candidates[this.#cursor % candidates.length];
+  }
+
+  #markNoService(link: BrokerLink, service: string): void {
+    const now = this.#now();
+    if (this.#noService.size >= MAX_NO_SERVICE_MARKS) {
+      for (const [k, until] of this.#noService) if (until <= now) this.#noService.delete(k);
+      if (this.#noService.size >= MAX_NO_SERVICE_MARKS) this.#noService.clear();
+    }
+    this.#noService.set(`${link.key} ${service}`, now + NO_SERVICE_AVOID_MS);
   }
 
   #send(o: Outstanding, avoid: BrokerLink | undefined, tried: Set<BrokerLink> = new Set()): void {

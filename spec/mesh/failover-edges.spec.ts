@@ -1,8 +1,9 @@
 // Edges of failover found in review, each over real loopback connections: a
 // queued copy of a request must not run after its client's link is gone (the
 // client has resent it elsewhere), a worker never runs more handlers than its
-// concurrency even when a broker sends more, and a REPLY addressed to a
-// broker's key never reaches a peer broker's connection.
+// concurrency even when a broker sends more, a REPLY addressed to a broker's
+// key never reaches a peer broker's connection, and a broker that lacks a
+// service is avoided for it instead of costing every request a retry.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -11,6 +12,7 @@ import { Connection } from '../../lib/protocol/connection.ts';
 import type { Message } from '../../lib/protocol/messages.ts';
 import { decodeKey } from '../../lib/crypto/keys.ts';
 import { getSuite } from '../../lib/crypto/suites.ts';
+import { MeshNode } from '../../lib/node/mesh-node.ts';
 import { MeshFixture, party, registryOf, sleep, until } from '../helpers/mesh.ts';
 import type { Party } from '../helpers/mesh.ts';
 
@@ -116,6 +118,39 @@ void test("a REPLY addressed to a peer broker's key is not forwarded on the brok
     w1.connection.close();
     w2.connection.close();
   } finally {
+    await second.close();
+    await first.close();
+  }
+});
+
+void test('a broker that lacks a service (e.g. just restarted, its workers not back yet) is avoided for that service: no retry storm, no failures', async () => {
+  const [b1, b2, client, worker] = [party('broker-1'), party('broker-2'), party('client'), party('worker')];
+  const registry = registryOf([
+    [b1, { role: 'broker' }],
+    [b2, { role: 'broker' }],
+    [client, { role: 'client', call: ['*'] }],
+    [worker, { role: 'worker', serve: ['*'] }],
+  ]);
+  const first = await Broker.start({ key: b1.keyPair, registry, suite });
+  const second = await Broker.start({ key: b2.keyPair, registry, suite });
+  const nodes: MeshNode[] = [];
+  try {
+    // The worker knows only the first broker; the client both.
+    const w = await MeshNode.connect({ brokers: [first.address], key: worker.keyPair, suite, discover: false, timeout: 5000 });
+    nodes.push(w);
+    w.serve('echo', (req) => req.payload);
+    const c = await MeshNode.connect({ brokers: [first.address, second.address], key: client.keyPair, suite, discover: false, timeout: 5000 });
+    nodes.push(c);
+    await until(() => c.healthyBrokers.length === 2 && first.status().services.length === 1, 5000, 'client on both brokers, worker on the first');
+    // Without avoidance every other request spends a retry at the second
+    // broker, and 600 of them outrun the retry budget (100 + 10/s + 0.2 per success).
+    let failed = 0;
+    for (let i = 0; i < 600; i++) {
+      await c.request('echo', `r${i}`).catch(() => failed++);
+    }
+    assert.equal(failed, 0);
+  } finally {
+    await Promise.all(nodes.map((n) => n.close()));
     await second.close();
     await first.close();
   }
