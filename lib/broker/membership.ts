@@ -140,7 +140,7 @@ export class Membership {
   #live: BrokerInfo[] = [];
   #liveSignature = '';
 
-  constructor(options: MembershipOptions, now: number) {
+  constructor(options: MembershipOptions) {
     this.#self = options.self;
     this.selfKey = encodeKey(options.self.id);
     this.#roundMs = options.roundMs ?? DEFAULT_ROUND_MS;
@@ -148,7 +148,7 @@ export class Membership {
     this.#unreachableAfter = options.unreachableAfterMs ?? DEFAULT_UNREACHABLE_AFTER_MS;
     this.#admit = options.admit ?? (() => true);
     this.#view.set(this.selfKey, this.#selfEntry());
-    this.#recomputeLive(now);
+    this.#recomputeLive();
   }
 
   /** This broker's incarnation. */
@@ -208,7 +208,7 @@ export class Membership {
   leave(): void {
     this.#leaving = true;
     this.#view.set(this.selfKey, this.#selfEntry());
-    this.#recomputeLive(0);
+    this.#recomputeLive();
   }
 
   /**
@@ -231,7 +231,7 @@ export class Membership {
       this.#take(key, e, now);
     }
     this.#reports.set(from, { at: now, reachable });
-    return this.#recomputeLive(now);
+    return this.#recomputeLive();
   }
 
   /**
@@ -242,7 +242,7 @@ export class Membership {
   round(now: number): { gossip: GossipMessage; changed: boolean } {
     this.#decide(now);
     this.#expire(now);
-    const changed = this.#recomputeLive(now);
+    const changed = this.#recomputeLive();
     return { gossip: this.gossip(now), changed };
   }
 
@@ -329,8 +329,7 @@ export class Membership {
     }
   }
 
-  #recomputeLive(now: number): boolean {
-    void now;
+  #recomputeLive(): boolean {
     const live: BrokerInfo[] = [];
     for (const [key, e] of this.#view) {
       if (e.status !== 'alive' && e.status !== 'suspect') continue;

@@ -10,6 +10,7 @@
 import { MeshError } from '../errors.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
 import type { BrokerAddress } from '../crypto/broker-address.ts';
+import { parseHostPort } from '../crypto/broker-address.ts';
 import { encodeKey } from '../crypto/keys.ts';
 import { Connection } from '../protocol/connection.ts';
 import type { HeartbeatSettings } from '../protocol/hello.ts';
@@ -66,14 +67,6 @@ interface Peer {
   warned: boolean;
 }
 
-/** Parses `host:port` or `[v6]:port`. */
-function parseHostPort(address: string): { host: string; port: number } | undefined {
-  const m = /^\[?([^\]]+)\]?:(\d{1,5})$/.exec(address);
-  if (!m) return undefined;
-  const port = Number(m[2]);
-  return port > 0 && port < 65536 ? { host: m[1]!, port } : undefined;
-}
-
 /** A broker's side of the broker mesh. */
 export class PeerMesh {
   readonly membership: Membership;
@@ -92,10 +85,12 @@ export class PeerMesh {
     this.#random = options.random ?? Math.random;
     this.#roundMs = options.roundMs ?? 1000;
     const now = options.now();
-    this.membership = new Membership(
-      { self: { id: options.keyPair.publicKey, addresses: options.addresses, bootId: options.bootId }, roundMs: this.#roundMs, tombstoneMs: options.tombstoneMs, admit: (key) => options.isBroker(key) },
-      now,
-    );
+    this.membership = new Membership({
+      self: { id: options.keyPair.publicKey, addresses: options.addresses, bootId: options.bootId },
+      roundMs: this.#roundMs,
+      tombstoneMs: options.tombstoneMs,
+      admit: (key) => options.isBroker(key),
+    });
     for (const seed of options.seeds) {
       if (seed.key === this.#selfKey) continue;
       this.membership.addSeed({ id: seed.publicKey, addresses: [`${seed.host.includes(':') ? `[${seed.host}]` : seed.host}:${seed.port}`] }, now);

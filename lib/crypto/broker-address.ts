@@ -141,3 +141,14 @@ export function formatBrokerAddress(parts: BrokerAddressParts): string {
   }
   return parseBrokerAddress(formatUrl(key, host, parts.port)).url;
 }
+
+/**
+ * Parses a `host:port` or `[v6]:port` address as brokers announce them in
+ * WELCOME, BROKERS and GOSSIP; undefined when it is not one (port 1..65535).
+ */
+export function parseHostPort(address: string): { host: string; port: number } | undefined {
+  const m = /^\[?([^\]]+)\]?:(\d{1,5})$/.exec(address);
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  return port > 0 && port < 65536 ? { host: m[1]!, port } : undefined;
+}

@@ -9,7 +9,7 @@ import { MeshError, isErrorCode } from '../errors.ts';
 import type { KeyPair } from '../crypto/crypto-suite.ts';
 import { defaultSuite } from '../crypto/suites.ts';
 import { encodeKey, readKeyFile } from '../crypto/keys.ts';
-import { parseBrokerAddress, formatBrokerAddress } from '../crypto/broker-address.ts';
+import { parseBrokerAddress, formatBrokerAddress, parseHostPort } from '../crypto/broker-address.ts';
 import type { BrokerAddress } from '../crypto/broker-address.ts';
 import type { RoleName } from '../protocol/hello.ts';
 import type { ChannelOptions } from '../protocol/connection.ts';
@@ -311,13 +311,11 @@ export class MeshNode {
     this.#lists.set(from.key, new Set(brokers.map((b) => encodeKey(b.id))));
     let changed = this.#prune();
     for (const b of brokers) {
-      const address = b.addresses[0];
-      if (!address) continue;
-      const m = /^\[?([^\]]+)\]?:(\d+)$/.exec(address);
-      if (!m) continue;
+      const hostPort = parseHostPort(b.addresses[0] ?? '');
+      if (!hostPort) continue;
       let parsed: BrokerAddress;
       try {
-        parsed = parseBrokerAddress(formatBrokerAddress({ publicKey: b.id, host: m[1]!, port: Number(m[2]) }));
+        parsed = parseBrokerAddress(formatBrokerAddress({ publicKey: b.id, ...hostPort }));
       } catch {
         continue; // an address this node cannot use (e.g. port out of range): skip it, keep the rest
       }

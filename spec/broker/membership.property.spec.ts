@@ -136,7 +136,7 @@ const wireEntryArb: fc.Arbitrary<ViewEntry> = fc.record({
 const deliveryArb = fc.record({ order: fc.array(fc.nat(), { maxLength: 20 }), cuts: fc.array(fc.nat(), { maxLength: 8 }), senders: fc.array(fc.constantFrom(...SENDERS), { minLength: 1, maxLength: 8 }) });
 
 function receiver(n: number): Membership {
-  return new Membership({ self: { id: keyOf(n), addresses: [`r${n}:1`], bootId: bootIdOf(5_000, n) } }, 0);
+  return new Membership({ self: { id: keyOf(n), addresses: [`r${n}:1`], bootId: bootIdOf(5_000, n) } });
 }
 
 /** Delivers `entries` to `m` as GOSSIPs cut and ordered as `d` says. */
@@ -291,7 +291,7 @@ void test('a chain bootstrap (broker i seeded with broker i+1) converges to all 
         const brokers: SimBroker[] = keys.map((k, i) => ({
           key: encodeKey(keyOf(k)),
           phase: phases[i]! * STEP,
-          m: new Membership({ self: { id: keyOf(k), addresses: [`b${k}:7000`], bootId: bootIdOf(boots[i]!, k) } }, 0),
+          m: new Membership({ self: { id: keyOf(k), addresses: [`b${k}:7000`], bootId: bootIdOf(boots[i]!, k) } }),
         }));
         brokers.forEach((b, i) => {
           if (i + 1 < n) b.m.addSeed({ id: keyOf(keys[i + 1]!), addresses: [`b${keys[i + 1]}:7000`] }, 0);

@@ -29,8 +29,8 @@ interface Node {
 
 type Extra = Omit<MembershipOptions, 'self'>;
 
-function member(n: number, bootMs: number, now: number, extra: Extra = {}): Membership {
-  return new Membership({ self: { id: keyOf(n), addresses: [`b${n}:7000`], bootId: bootIdOf(bootMs, n) }, roundMs: ROUND, ...extra }, now);
+function member(n: number, bootMs: number, extra: Extra = {}): Membership {
+  return new Membership({ self: { id: keyOf(n), addresses: [`b${n}:7000`], bootId: bootIdOf(bootMs, n) }, roundMs: ROUND, ...extra });
 }
 
 /**
@@ -43,7 +43,7 @@ class Net {
   readonly nodes: Node[];
   readonly #down = new Set<string>();
   constructor(ns: readonly number[], extra: Extra = {}) {
-    this.nodes = ns.map((n) => ({ n, key: K(n), m: member(n, 1_000 + n, 0, extra) }));
+    this.nodes = ns.map((n) => ({ n, key: K(n), m: member(n, 1_000 + n, extra) }));
     for (const a of this.nodes) {
       for (const b of this.nodes) {
         if (a === b) continue;
@@ -95,13 +95,13 @@ function threeBrokers(extra: Extra = {}): Net {
 }
 
 void test('seeds are not announced until a real entry arrives, then the real entry replaces them', () => {
-  const a = member(1, 1_000, 0);
+  const a = member(1, 1_000);
   a.addSeed({ id: keyOf(2), addresses: ['b2:7000'] }, 0);
   assert.deepEqual(a.liveKeys(), [K(1)], 'a seed is not in live');
   assert.equal(a.live[0]!.id, a.view.get(K(1))!.id, 'self first');
   assert.deepEqual(a.peers().map((e) => encodeKey(e.id)), [K(2)], 'but it is a peer to dial');
   assert.ok(a.view.get(K(2))!.bootId.every((x) => x === 0));
-  const b = member(2, 2_000, 0);
+  const b = member(2, 2_000);
   assert.equal(a.onGossip(K(2), b.gossip(10), 10), true);
   assert.deepEqual(a.liveKeys(), keysOf(1, 2));
   assert.equal(hex(a.view.get(K(2))!.bootId), hex(bootIdOf(2_000, 2)));
@@ -178,7 +178,7 @@ void test('a restarted broker (newer boot id) replaces its dead entry at once, a
   const oldBoot = a.view.get(K(3))!;
   assert.equal(oldBoot.status, 'dead');
   // Process 3 restarts: same key, later boot time, incarnation 0.
-  const restarted = member(3, 1_000_000, net.now);
+  const restarted = member(3, 1_000_000);
   a.setConnected(K(3), true, net.now);
   assert.equal(a.onGossip(K(3), restarted.gossip(net.now), net.now), true, 'the live list changed');
   assert.equal(a.statusOf(K(3)), 'alive');
@@ -221,8 +221,8 @@ void test('leave() is announced as leaving; the others drop the broker from live
 void test('right after leave(), live no longer lists the leaving broker itself', () => {
   // `live` is "the agreed live brokers (alive or suspect)": a leaving self is
   // out of it at once, not only after the next round or GOSSIP.
-  const b = member(2, 1_000, 0);
-  b.onGossip(K(1), member(1, 1_000, 0).gossip(0), 0);
+  const b = member(2, 1_000);
+  b.onGossip(K(1), member(1, 1_000).gossip(0), 0);
   b.leave();
   assert.equal(b.statusOf(K(2)), 'leaving');
   assert.deepEqual(b.liveKeys(), [K(1)], 'live must not list a leaving self');
@@ -257,9 +257,9 @@ void test('a tombstone expires everywhere even when brokers learned of the death
   // tombstone: it must not re-enter 1's view, or the two would hand it back
   // and forth for ever.
   const T = 5_000;
-  const a = member(1, 1_001, 0, { tombstoneMs: T });
-  const b = member(2, 1_002, 0, { tombstoneMs: T });
-  const c = member(3, 1_003, 0);
+  const a = member(1, 1_001, { tombstoneMs: T });
+  const b = member(2, 1_002, { tombstoneMs: T });
+  const c = member(3, 1_003);
   a.setConnected(K(2), true, 0);
   b.setConnected(K(1), true, 0);
   for (const m of [a, b]) m.onGossip(K(3), c.gossip(0), 0);
@@ -295,8 +295,8 @@ void test('a 2-broker mesh never declares the other dead: 1 of 2 is not a majori
   }
   assert.equal(net.node(1).m.statusOf(K(2)), 'suspect');
   // Even while the other still answers (fresh GOSSIP) but cannot be reached.
-  const a = member(1, 1_000, 0);
-  const b = member(2, 2_000, 0);
+  const a = member(1, 1_000);
+  const b = member(2, 2_000);
   a.onGossip(K(2), b.gossip(0), 0);
   a.setConnected(K(2), false, 0);
   for (let now = ROUND; now <= 20 * ROUND; now += ROUND) {
@@ -345,23 +345,23 @@ void test('hostile GOSSIP: 256 entries of unknown brokers do not grow the view p
 });
 
 void test('hostile GOSSIP: second-hand unreachable strangers, or strangers the registry does not admit, never enter', () => {
-  const a = member(1, 1_000, 0);
+  const a = member(1, 1_000);
   const gossip = (view: ViewEntry[]): GossipMessage => ({ type: 'GOSSIP', bootId: bootIdOf(1_002, 2), incarnation: 0, view });
   a.onGossip(K(2), gossip(strangers(MAX_BROKERS, 200, false)), 0);
   assert.deepEqual([...a.view.keys()], [K(1)], 'nothing second-hand and unreachable entered');
   const registered = new Set([K(1), K(2)]);
-  const strict = member(1, 1_000, 0, { admit: (k) => registered.has(k) });
+  const strict = member(1, 1_000, { admit: (k) => registered.has(k) });
   strict.onGossip(K(2), gossip(strangers(MAX_BROKERS, 200, true)), 0);
   assert.deepEqual([...strict.view.keys()], [K(1)], 'nothing unregistered entered');
   // Not even first-hand.
-  strict.onGossip(K(9), member(9, 9_000, 0).gossip(0), 0);
+  strict.onGossip(K(9), member(9, 9_000).gossip(0), 0);
   assert.ok(!strict.view.has(K(9)));
-  strict.onGossip(K(2), member(2, 2_000, 0).gossip(0), 0);
+  strict.onGossip(K(2), member(2, 2_000).gossip(0), 0);
   assert.deepEqual(strict.liveKeys(), keysOf(1, 2));
 });
 
 void test('entries about self with another boot id (older or newer) do not change self; the same boot id is refuted', () => {
-  const a = member(1, 5_000, 0);
+  const a = member(1, 5_000);
   const before = a.view.get(K(1))!;
   const own = before.bootId;
   const claims: ViewEntry[] = [];
@@ -393,7 +393,7 @@ void test('entries about self with another boot id (older or newer) do not chang
 });
 
 void test('the quorum grace: a peer never connected counts as reachable only for unreachableAfterMs', () => {
-  const a = member(1, 1_000, 0);
+  const a = member(1, 1_000);
   a.addSeed({ id: keyOf(2), addresses: ['b2:7000'] }, 0);
   assert.equal(a.reachable(K(2), DEFAULT_UNREACHABLE_AFTER_MS - 1), true);
   assert.equal(a.reachable(K(2), DEFAULT_UNREACHABLE_AFTER_MS), false);
