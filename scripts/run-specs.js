@@ -39,22 +39,53 @@ if (files.length === 0) {
 const faults = files.filter((f) => f.startsWith(faultsDir));
 const others = files.filter((f) => !f.startsWith(faultsDir));
 
-/** Runs `node --import tsx --test ...extra files`; resolves with its exit code (1 when killed by a signal). */
+/** No single test may take longer than this, ms: a hung test fails with its name instead of stalling the run. */
+const TEST_TIMEOUT_MS = 180_000;
+/** No run may take longer than this, ms (each normally takes under 2 minutes): a hung file (e.g. stuck before its first test) is killed with its run. */
+const RUN_TIMEOUT_MS = 15 * 60_000;
+
+/** Runs `node --import tsx --test ...extra files` in its own process group; resolves with its exit code (1 when killed or timed out). */
 function run(label, extra, list) {
   return new Promise((resolve) => {
-    const args = ['--import', 'tsx', '--test', '--test-reporter=spec', ...extra, ...list];
-    const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit' });
+    const args = ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-timeout=${TEST_TIMEOUT_MS}`, ...extra, ...list];
+    const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', detached: true });
+    const killGroup = () => {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    };
+    // Ctrl-C or a CI cancel ends the test files too, not only this script.
+    const onSignal = (signal) => {
+      killGroup();
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    const watchdog = setTimeout(() => {
+      console.error(`run-specs: the ${label} run is still going after ${RUN_TIMEOUT_MS / 60_000} minutes: a test file hangs; killing the run`);
+      killGroup();
+    }, RUN_TIMEOUT_MS);
+    const done = (code) => {
+      clearTimeout(watchdog);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(code);
+    };
     child.on('error', (err) => {
       console.error(`run-specs: cannot start the ${label} run: ${err.message}`);
-      resolve(1);
+      done(1);
     });
     child.on('exit', (code, signal) => {
+      // Whatever the runner left behind (a hung test file) goes with it.
+      killGroup();
       if (signal) {
         console.error(`run-specs: ${label} test runner killed by ${signal}`);
-        resolve(1);
+        done(1);
         return;
       }
-      resolve(code ?? 1);
+      done(code ?? 1);
     });
   });
 }
