@@ -285,10 +285,18 @@ export class Requester {
       this.#send(o, link, tried);
       return;
     }
-    o.timer = setTimeout(() => {
-      o.timer = undefined;
-      this.#retry(o, link, new MeshError('MESH_ERR_TIMEOUT', `attempt ${o.attempt} timed out after ${Math.round(attemptMs)} ms`), true);
+    const timer = setTimeout(() => {
+      // Decide after the input already waiting has been read (setImmediate
+      // runs after this turn's socket reads): when this process was starved,
+      // the overdue timer runs before the reads, and the reply or the
+      // DISPATCHED that names the worker may be sitting right there.
+      setImmediate(() => {
+        if (o.timer !== timer) return; // answered, or moved on, meanwhile
+        o.timer = undefined;
+        this.#retry(o, link, new MeshError('MESH_ERR_TIMEOUT', `attempt ${o.attempt} timed out after ${Math.round(attemptMs)} ms`), true);
+      });
     }, attemptMs);
+    o.timer = timer;
   }
 
   #detach(o: Outstanding): void {
