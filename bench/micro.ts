@@ -1,5 +1,6 @@
 /**
- * Micro benchmark of the secure channel (DESIGN §10), `npm run bench:micro`.
+ * Micro benchmark of the secure channel (docs/architecture.md#performance),
+ * `npm run bench:micro`.
  *
  * Over real loopback TCP pairs (127.0.0.1, port 0), client and server in
  * this one process (so each figure pays for both ends' CPU):

@@ -1,5 +1,6 @@
 /**
- * Membership: the quorum rounds of DESIGN §7 as a pure state machine. No I/O:
+ * Membership: the quorum rounds (docs/architecture.md#quorum-rounds) as a
+ * pure state machine. No I/O:
  * the broker tells it what it hears (GOSSIP), which peers it can reach, and
  * what time it is; it answers with the GOSSIP to send and the agreed list of
  * live brokers.

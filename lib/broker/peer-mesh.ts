@@ -1,5 +1,6 @@
 /**
- * PeerMesh: a broker's connections to the other brokers (DESIGN §7). It
+ * PeerMesh: a broker's connections to the other brokers
+ * (docs/architecture.md#the-broker-mesh). It
  * dials every broker it knows of (its --peer seeds, then every broker in its
  * view), keeps one connection per pair (the one dialled by the smaller key
  * wins), runs a quorum round every `roundMs` (GOSSIP to every peer), and
@@ -18,7 +19,7 @@ import type { BrokerInfo, GossipMessage, Message } from '../protocol/messages.ts
 import { backoffDelay } from '../protocol/backoff.ts';
 import { Membership } from './membership.ts';
 
-/** Heartbeat a broker proposes to its peers: ping every 500 ms, dead after 3 missed (DESIGN §8). */
+/** Heartbeat a broker proposes to its peers: ping every 500 ms, dead after 3 missed (docs/protocol.md#7-heartbeats). */
 export const PEER_HEARTBEAT: HeartbeatSettings = { idleMs: 500, activeMs: 200, deadMs: 600 };
 
 /** Something about the peer mesh worth logging. */

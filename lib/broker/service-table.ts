@@ -1,7 +1,9 @@
 /**
  * Routing state of one broker, as pure data structures (no I/O, no timers):
  * per service, the workers offering it with their credits, a round-robin
- * cursor, and a bounded queue of requests waiting for credit (DESIGN §5, A4).
+ * cursor (the next pick starts after the last worker chosen), and a bounded
+ * queue of requests waiting for credit
+ * (docs/architecture.md#how-a-broker-routes-a-request).
  */
 
 /** A worker as the routing table sees it. */

@@ -1,6 +1,7 @@
 /**
- * Frame decoding (DESIGN §3, §10): turns a TCP byte stream, cut into chunks of
- * any size, back into frames. A pure state machine: no I/O, no timers.
+ * Frame decoding (docs/protocol.md#3-framing): turns a TCP byte stream, cut
+ * into chunks of any size, back into frames. A pure state machine: no I/O,
+ * no timers.
  *
  * Copying rules, so a byte stream costs O(bytes) whatever its chunking:
  * - a frame (or the prefix) lying wholly within one chunk is delivered as a
@@ -9,7 +10,8 @@
  * - a frame spanning chunks is assembled in one buffer of exactly its length,
  *   allocated once its header is known; each piece is copied in once;
  * - a header split across chunks is held as one byte of state, not a buffer.
- * There is no `Buffer.concat` and no growing buffer.
+ * There is no `Buffer.concat` and no growing buffer
+ * (docs/architecture.md#performance).
  */
 
 import { MeshError } from '../errors.ts';
@@ -24,7 +26,8 @@ export interface FrameDecoderOptions {
   maxFrameLength?: number;
   /**
    * Bytes of unframed prefix at the very start of the stream (the 8-byte
-   * preamble of DESIGN §3), delivered once to `onPrefix` before any frame.
+   * preamble, docs/protocol.md#1-preamble), delivered once to `onPrefix`
+   * before any frame.
    * `0..65535`, default 0 (no prefix).
    */
   prefixLength?: number;

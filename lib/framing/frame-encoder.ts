@@ -1,7 +1,7 @@
 /**
- * Frame encoding (DESIGN §3): every frame on the wire is `uint16 BE length`
- * followed by that many body bytes. The encoder is a pure codec: no I/O, no
- * module-level mutable state.
+ * Frame encoding (docs/protocol.md#3-framing): every frame on the wire is
+ * `uint16 BE length` followed by that many body bytes. The encoder is a pure
+ * codec: no I/O, no module-level mutable state.
  *
  * The hot path does not use {@link encodeFrame}: `FramedSocket.writeFrame`
  * writes {@link frameHeader} and the body as two buffers inside

@@ -1,6 +1,7 @@
 /**
- * FramedSocket: a `net.Socket` that sends and receives frames (DESIGN §3) and
- * enforces the outbound backpressure rules of DESIGN §5. This is the one
+ * FramedSocket: a `net.Socket` that sends and receives frames
+ * (docs/protocol.md#3-framing) and enforces the outbound backpressure bounds
+ * (docs/limits.md#connections-every-party). This is the one
  * place in meshd that touches a socket; the layers above see frames, an
  * unframed prefix (the preamble) and one close report.
  *

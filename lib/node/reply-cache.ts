@@ -1,5 +1,6 @@
 /**
- * The worker's reply cache (DESIGN §6), keyed by (sender key, request id):
+ * The worker's reply cache (docs/api.md#offering-a-service), keyed by
+ * (sender key, request id):
  * a resent request attaches to the execution still running, or gets the
  * finished reply replayed, so a request is executed once however many times
  * it arrives. Bounded in entries, bytes and age. Pure: the clock is passed in.

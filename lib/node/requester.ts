@@ -1,9 +1,9 @@
 /**
  * The client half of a node: sends requests, tracks every attempt, and
- * retries through another broker on a failed attempt (DESIGN §6: same id,
- * attempt+1, dup unless refused before dispatch, the worker hint from
- * DISPATCHED), within the request's deadline, its retries and the retry
- * budget.
+ * retries through another broker on a failed attempt (same id, attempt+1,
+ * dup unless refused before dispatch, the worker hint from DISPATCHED),
+ * within the request's deadline, its retries and the retry budget
+ * (docs/api.md#calling-a-service).
  */
 import { randomBytes } from 'node:crypto';
 import { MeshError, isErrorCode } from '../errors.ts';

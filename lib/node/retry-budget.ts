@@ -1,5 +1,6 @@
 /**
- * Retry budget: a token bucket that stops retry storms (DESIGN §6). Each
+ * Retry budget: a token bucket that stops retry storms
+ * (docs/architecture.md#what-is-guaranteed-and-what-is-not). Each
  * retry takes one token; tokens come back at a fixed rate and with every
  * request that succeeds, so retries stay a bounded fraction of traffic when a
  * whole service is failing. Pure: the clock is passed in.

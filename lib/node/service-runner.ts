@@ -3,7 +3,8 @@
  * splits its free slots as credits across brokers (never more credits than
  * free slots), dedups resent requests through the reply cache, and sends
  * each reply back through the broker the request came from, or any other
- * broker when that one is gone (DESIGN §6, E3).
+ * broker, addressed to the client's key, when that one is gone
+ * (docs/api.md#offering-a-service).
  */
 import { MeshError } from '../errors.ts';
 import { encodeKey } from '../crypto/keys.ts';

@@ -86,7 +86,7 @@ export interface ConnectionOptions {
   readonly name?: string | undefined;
   /** Boot id, sent in HELLO (brokers). */
   readonly bootId?: Uint8Array | undefined;
-  /** Heartbeat proposal (default DESIGN §8 values). */
+  /** Heartbeat proposal (default: idle 5000, active 200, dead 600 ms; docs/protocol.md#7-heartbeats). */
   readonly heartbeat?: HeartbeatSettings | undefined;
   /** Largest payload this side accepts (default 1 MiB). */
   readonly maxPayload?: number | undefined;
@@ -412,7 +412,7 @@ export class Connection {
     if (this.#closed) return;
     const t = this.#now();
     // A timer that fires late means this process was not running: that
-    // silence is ours, not the peer's (DESIGN §8).
+    // silence is ours, not the peer's (docs/protocol.md#7-heartbeats).
     const lag = t - this.#timerDue;
     if (lag > LAG_THRESHOLD) this.#heartbeat.stretch(lag);
     const action = this.#heartbeat.check(t);

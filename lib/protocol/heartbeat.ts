@@ -1,5 +1,6 @@
 /**
- * The heartbeat state machine of one connection (DESIGN §8). Pure: the
+ * The heartbeat state machine of one connection
+ * (docs/protocol.md#7-heartbeats). Pure: the
  * caller passes the time in and arms one timer for `nextCheck()`.
  *
  * Any received frame counts as a sign of life. While requests are in flight

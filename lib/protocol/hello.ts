@@ -20,7 +20,7 @@ export type RoleName = keyof typeof Role;
 /** Integer keys of the HELLO map. */
 export const HelloKey = { role: 1, name: 2, bootId: 3, version: 4, heartbeat: 5, limits: 6 } as const;
 
-/** Heartbeat timers a side proposes, in ms (DESIGN §8). */
+/** Heartbeat timers a side proposes, in ms (docs/protocol.md#7-heartbeats). */
 export interface HeartbeatSettings {
   /** Ping interval on an idle connection (default 5000). */
   readonly idleMs: number;

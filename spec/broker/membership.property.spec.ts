@@ -1,6 +1,7 @@
-// Property tests (DESIGN §7, §11): membership views form a semilattice, every
-// broker that hears the same entries ends with the same view, and a chain
-// bootstrap converges to a full mesh within a few rounds.
+// Property tests: membership views form a semilattice, every broker that
+// hears the same entries ends with the same view
+// (docs/architecture.md#merging-views), and a chain bootstrap converges to a
+// full mesh within a few rounds (docs/architecture.md#chain-bootstrap).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';

@@ -1,4 +1,4 @@
-// Membership by example (DESIGN §7): quorum verdicts, refutation, restarts,
+// Membership by example (docs/architecture.md#quorum-rounds): quorum verdicts, refutation, restarts,
 // leaving, tombstones, two-broker meshes and hostile GOSSIP. Time is passed
 // in explicitly; no timers.
 import { test } from 'node:test';

@@ -1,4 +1,4 @@
-// Property tests (DESIGN §11): framing survives any chunking.
+// Property tests: framing survives any chunking (docs/protocol.md#3-framing).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';

@@ -1,6 +1,6 @@
 // A client whose own event loop stalls past its attempt timeout must not
-// resend what was answered meanwhile (DESIGN §8: a lagging process stretches
-// its own timeouts). The broker and two workers are child processes, so they
+// resend what was answered meanwhile ("Lag" in
+// docs/architecture.md#what-is-guaranteed-and-what-is-not). The broker and two workers are child processes, so they
 // answer while this process is blocked; the replies wait in this process's
 // socket buffers. Each request must still run exactly once. (Whether the
 // overdue attempt timers or the reads run first after such a stall depends

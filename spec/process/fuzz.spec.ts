@@ -1,6 +1,6 @@
-// Fuzz (DESIGN §11, §3 "they never crash a broker"): while a real client
-// runs a steady request loop through a broker (a child process) to a real
-// echo worker, 70+ connections throw at the broker
+// Fuzz (bad input never crashes a broker: docs/protocol.md#6-messages):
+// while a real client runs a steady request loop through a broker (a child
+// process) to a real echo worker, 70+ connections throw at the broker
 //   (a) random bytes,
 //   (b) a valid preamble followed by random frames,
 //   (c) mutated copies of a captured real handshake (+ transport frames),

@@ -1,4 +1,4 @@
-// Backpressure (DESIGN §5): a client that sends requests and never reads its
+// Backpressure (docs/limits.md#connections-every-party): a client that sends requests and never reads its
 // socket is disconnected by the broker, not buffered without limit. The
 // broker runs in a child process so its RSS can be read from /proc; a
 // well-behaved client keeps getting replies during and after the attack.

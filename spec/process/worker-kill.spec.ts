@@ -1,4 +1,5 @@
-// Worker loss (DESIGN §5 "Worker loss", §1 the promise): a worker process is
+// Worker loss (docs/architecture.md#a-worker-failure, and the promise in
+// docs/architecture.md#what-is-guaranteed-and-what-is-not): a worker process is
 // SIGKILLed while running requests; the broker re-dispatches them to another
 // worker with `dup` set, and every request is answered once, well within its
 // deadline. Worker A is a real child process (spec/helpers/child-worker.ts).
