@@ -36,7 +36,7 @@ export function maxEnvelopeLength(maxPayload: number): number {
   return 2 + MAX_HEADER_LENGTH + maxPayload;
 }
 
-/** Encodes and decodes envelopes. Holds a cbor-x scratch buffer, so one per connection. */
+/** Encodes and decodes envelopes. Holds the header encoder's scratch buffer, so one per connection. */
 export class EnvelopeCodec {
   readonly #headers = new HeaderCodec();
   readonly #maxPayload: number;

@@ -1,5 +1,5 @@
 /**
- * The message types of wire protocol v1 (DESIGN §3, docs/protocol.md) as a
+ * The message types of wire protocol v1 (docs/protocol.md#6-messages) as a
  * tagged union, and their mapping to and from envelope header maps.
  *
  * Pure code: no I/O. Decoding validates every field (type, length, range) and
@@ -313,7 +313,7 @@ function checkBytes(v: HeaderValue | undefined, length: number, fail: (problem: 
   if (!(v instanceof Uint8Array)) fail('is not a byte string');
   if (v.length !== length) fail(`has ${v.length} bytes, expected ${length}`);
   // Copy: the decoded bytes are a view of the whole decrypted message.
-  return Uint8Array.prototype.slice.call(v);
+  return new Uint8Array(v);
 }
 
 function checkUint(v: HeaderValue | undefined, min: number, max: number, fail: (problem: string) => never): number {
