@@ -1,7 +1,7 @@
 /**
- * Mesh benchmark (DESIGN §10), `npm run bench`: one broker, 2 echo workers,
- * one client, 4 KiB payloads, per crypto suite (node, noble; the suite is
- * used by every party).
+ * Mesh benchmark (docs/architecture.md#performance), `npm run bench`: one
+ * broker, 2 echo workers, one client, 4 KiB payloads, per crypto suite (node,
+ * noble; the suite is used by every party).
  *
  * Topology, as in production (one broker per core):
  *   - the broker runs alone in a child process (bench/lib/broker-child.ts);
@@ -35,7 +35,7 @@
  *                         taken while profiling are not comparable.
  *   --child-node-flags="F …"  extra Node flags for the broker and worker
  *                         (added to --initial-old-space-size=128, which they
- *                         always get, as bin/meshd.js does)
+ *                         always get, as the meshd command does)
  *                         children (e.g. "--trace-gc"; their non-JSON stdout
  *                         lines are passed on to stderr)
  * Summarize a profile with `node --import tsx bench/lib/cpuprofile-top.ts FILE`.
@@ -43,8 +43,8 @@
 import { accessSync, constants, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { getSuite, MeshNode, SUITE_NAMES } from '../lib/index.ts';
-import type { RegistryEntryInit, SuiteName } from '../lib/index.ts';
+import { getSuite, MeshNode, SUITE_NAMES } from '../lib/internal.ts';
+import type { RegistryEntryInit, SuiteName } from '../lib/internal.ts';
 import { ChildGroup, processCounters } from './lib/child.ts';
 import type { BenchChild, ChildExit, ProcessCounters } from './lib/child.ts';
 import { runEcho } from './lib/drivers.ts';
@@ -90,7 +90,7 @@ interface Options {
   readonly childNodeFlags: readonly string[];
 }
 
-/** The V8 flags `meshd` runs with (bin/meshd.js's shebang): children get them too, so the bench measures what users run. */
+/** The V8 flags `meshd` runs with (the shebang of bin/meshd.ts): children get them too, so the bench measures what users run. */
 const MESHD_NODE_FLAGS = ['--initial-old-space-size=128'];
 
 function parseOptions(argv: readonly string[]): Options {

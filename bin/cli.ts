@@ -1,6 +1,6 @@
 /**
  * The meshd command line: assembles the commands of bin/commands/ into one
- * yargs parser and maps outcomes to exit codes. Thin by design (DESIGN §2):
+ * yargs parser and maps outcomes to exit codes. Thin by design (docs/architecture.md#layers):
  * commands parse flags and call lib/index.ts.
  *
  * Exit codes: 0 success, 1 a MeshError (printed as `CODE: message`) or other
@@ -77,52 +77,99 @@ class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
+/**
+ * meshd's version, from its package.json: one directory up from bin/cli.ts
+ * in the sources, two up from dist/bin/cli.js in the package.
+ */
 function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
-  return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  for (const up of ['../package.json', '../../package.json']) {
+    let pkg: { name?: unknown; version?: unknown };
+    try {
+      pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as typeof pkg;
+    } catch {
+      continue;
+    }
+    if (pkg.name === 'meshd' && typeof pkg.version === 'string') return pkg.version;
+  }
+  return 'unknown';
 }
 
-/** yargs-parser's name for a variable's option: MESHD_KEY_FILE -> keyFile. */
-function envOptionName(variable: string): string {
-  const first = variable.slice(ENV_PREFIX.length + 1).split('__')[0] ?? '';
-  return first.toLowerCase().replace(/[-_]+(.)/g, (_m, c: string) => c.toUpperCase());
+function camel(name: string): string {
+  return name.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
 }
 
-function kebab(name: string): string {
-  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+/** The variable of an option: MESHD_ + its long name in upper case, `-` as `_` (`--key-file`: MESHD_KEY_FILE). */
+export function envVariable(option: string): string {
+  return `${ENV_PREFIX}_${option.toUpperCase().replace(/-/g, '_')}`;
 }
 
 /** The part of yargs' instance API that @types/yargs does not declare. */
 interface OptionsView {
-  getOptions(): { key: Record<string, unknown>; alias: Record<string, string[]> };
+  getOptions(): {
+    key: Record<string, unknown>;
+    number: string[];
+    boolean: string[];
+    array: string[];
+    config: Record<string, (path: string) => Record<string, unknown>>;
+  };
 }
 
 function hasOptionsView(y: unknown): y is OptionsView {
   return typeof (y as Partial<OptionsView>).getOptions === 'function';
 }
 
+/** Options every command has, never read from the environment. */
+const NOT_FROM_ENV = new Set(['help', 'version']);
+
+/** A variable's text as the option's type wants it. */
+function fromEnv(variable: string, text: string, kind: 'number' | 'boolean' | 'array' | 'string'): unknown {
+  switch (kind) {
+    case 'number':
+      // NaN for anything else: the command's check names the option and the value.
+      return /^\s*[0-9]+(\.[0-9]+)?\s*$/.test(text) ? Number(text) : NaN;
+    case 'boolean':
+      if (/^(true|1|yes)$/i.test(text)) return true;
+      if (/^(false|0|no|)$/i.test(text)) return false;
+      throw new UsageError(`${variable}='${text}' is not a boolean: use true or false`);
+    case 'array':
+      return [text];
+    case 'string':
+      return text;
+  }
+}
+
 /**
- * A middleware that drops values yargs took from MESHD_* variables naming no
- * option of the running command. MESHD_OUT is for keygen; without this,
- * strict mode would reject it as an unknown argument of every other command.
+ * A middleware (run before validation) that fills options from the
+ * environment: for each option of the running command that is not on the
+ * command line, MESHD_<OPTION> if set, else (for `meshd broker`) the value of
+ * the --config file named by MESHD_CONFIG. Only variables named after an
+ * option are read; any other variable, MESHD or MESHD_ alone included, is
+ * ignored, so no variable can ever become an argument.
  */
-function scopeEnv(y: Argv, ctx: CliContext, env: NodeJS.ProcessEnv) {
+function applyEnv(y: Argv, ctx: CliContext, env: NodeJS.ProcessEnv) {
   return (argv: Record<string, unknown>): void => {
     if (!hasOptionsView(y)) return;
     const options = y.getOptions();
-    const known = new Set<string>();
-    for (const name of [...Object.keys(options.key), ...Object.values(options.alias).flat()]) {
-      known.add(name);
-      known.add(envOptionName(`${ENV_PREFIX}_${name}`));
+    const set = (name: string, value: unknown): void => {
+      argv[name] = value;
+      argv[camel(name)] = value;
+    };
+    const kindOf = (name: string): 'number' | 'boolean' | 'array' | 'string' =>
+      options.number.includes(name) ? 'number' : options.boolean.includes(name) ? 'boolean' : options.array.includes(name) ? 'array' : 'string';
+    const names = Object.keys(options.key).filter((name) => !NOT_FROM_ENV.has(name) && !givenOnCommandLine(ctx, name));
+    // A config file named by MESHD_CONFIG (one named by --config, yargs has read already).
+    let config: Record<string, unknown> = {};
+    for (const [name, parse] of Object.entries(options.config)) {
+      const path = env[envVariable(name)];
+      if (path === undefined || path === '' || givenOnCommandLine(ctx, name)) continue;
+      set(name, path);
+      config = parse(path);
     }
-    for (const variable of Object.keys(env)) {
-      if (!variable.startsWith(`${ENV_PREFIX}_`)) continue;
-      const name = envOptionName(variable);
-      if (name === '' || known.has(name)) continue;
-      // An unknown flag given on the command line must still be reported.
-      if (givenOnCommandLine(ctx, name) || givenOnCommandLine(ctx, kebab(name))) continue;
-      delete argv[name];
-      delete argv[kebab(name)];
+    for (const name of names) {
+      const variable = envVariable(name);
+      const text = env[variable];
+      if (text !== undefined && !(name in options.config)) set(name, fromEnv(variable, text, kindOf(name)));
+      else if (name in config) set(name, config[name]);
     }
   };
 }
@@ -135,7 +182,6 @@ function buildParser(ctx: CliContext): Argv {
     .demandCommand(1, 'no command given')
     .strict()
     .recommendCommands()
-    .env(ENV_PREFIX)
     .help()
     .version(packageVersion())
     .locale('en')
@@ -156,7 +202,7 @@ function buildParser(ctx: CliContext): Argv {
         docsEpilogue(),
     );
   for (const command of COMMANDS) y.command(command);
-  return y.middleware(scopeEnv(y, ctx, process.env), true);
+  return y.middleware(applyEnv(y, ctx, process.env), true);
 }
 
 /** The command (and subcommand) named on the command line, if any (for the usage hint). */

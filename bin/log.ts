@@ -2,7 +2,7 @@
  * Logs of the long-running commands (`meshd broker`, `meshd serve`): one JSON
  * object per line on stderr, never a payload. Every line has `time` (ISO
  * 8601), `level` (`info`, `warn` or `error`), `event` and `msg`; the other
- * fields depend on the event (docs/cli.md#logs).
+ * fields depend on the event (docs/cli.md#logs-and-signals).
  */
 
 import type { BrokerEvent, MeshError } from '../lib/index.ts';

@@ -1,7 +1,9 @@
 /**
- * meshd: the public API. Everything a user may import is listed here, and
- * nothing else is supported. Each export is documented where it is defined;
- * the summaries below say what each group is for.
+ * meshd: the public API. Everything an app may import from `meshd` is listed
+ * here, and nothing else is supported; docs/api.md lists the same names
+ * (a test keeps the two in step). Wire-level pieces (connections, codecs,
+ * message types, membership, crypto suites) are under `meshd/internal`,
+ * which may change in any release.
  *
  * @packageDocumentation
  */
@@ -24,62 +26,39 @@ export {
 } from './crypto/keys.ts';
 /** Key file options. */
 export type { ReadKeyFileOptions, WriteKeyFileOptions } from './crypto/keys.ts';
+/** A static key pair: 32-byte X25519 public and private keys. */
+export type { KeyPair } from './crypto/crypto-suite.ts';
 
 /** Broker addresses: `mesh://<public key>@host:port`. */
 export { parseBrokerAddress, formatBrokerAddress, BROKER_SCHEME } from './crypto/broker-address.ts';
 /** A parsed broker address and the parts to format one. */
 export type { BrokerAddress, BrokerAddressParts } from './crypto/broker-address.ts';
 
-/** Crypto suites: node:crypto (default where available) and the portable @noble suite. */
-export { getSuite, defaultSuite, nodeCryptoSupport, SUITE_NAMES } from './crypto/suites.ts';
-/** Crypto suite types. */
-export type { CryptoSuite, KeyPair, HashName } from './crypto/crypto-suite.ts';
-/** A suite name: `node` or `noble`. */
+/** The crypto suites a broker or node can be told to use (`suite` option): `node` (node:crypto) or `noble` (pure JS). */
+export { SUITE_NAMES } from './crypto/suites.ts';
+/** A crypto suite name. */
 export type { SuiteName } from './crypto/suites.ts';
 
-/** Wire protocol: version, message type numbers and limits (docs/protocol.md). */
-export { PROTOCOL_VERSION } from './protocol/preamble.ts';
-/** Message type numbers, header keys and field limits of wire protocol v1. */
-export { MessageType, HeaderKey, BrokerStatus, SERVICE_NAME, REQUEST_ID_LENGTH, MAX_NAME_LENGTH } from './protocol/messages.ts';
-/** The wire messages as a tagged union. */
-export type {
-  Message,
-  MessageTypeName,
-  WelcomeMessage,
-  ReadyMessage,
-  CancelMessage,
-  RequestMessage,
-  DispatchedMessage,
-  ReplyMessage,
-  ErrorMessage,
-  RefusedMessage,
-  PingMessage,
-  PongMessage,
-  BrokersMessage,
-  DrainMessage,
-  GossipMessage,
-  BrokerInfo,
-  ViewEntry,
-  Dispatch,
-} from './protocol/messages.ts';
-/** Envelope codec: header CBOR + raw payload. */
-export { EnvelopeCodec, DEFAULT_MAX_PAYLOAD } from './protocol/envelope-codec.ts';
-/** An encoded envelope and the decoding limits. */
-export type { EncodedEnvelope, EnvelopeLimits } from './protocol/envelope-codec.ts';
-/** HELLO roles and default heartbeat timers. */
-export { Role, DEFAULT_HEARTBEAT } from './protocol/hello.ts';
-/** HELLO payload, role and heartbeat types. */
-export type { Hello, RoleName, HeartbeatSettings } from './protocol/hello.ts';
+/** Roles a party announces, and the heartbeat timers it proposes (`heartbeat` option). */
+export type { RoleName, HeartbeatSettings } from './protocol/hello.ts';
+/** Default heartbeat timers: ping after 5 s idle or 200 ms with work in flight, dead after 600 ms of silence. */
+export { DEFAULT_HEARTBEAT } from './protocol/hello.ts';
+/** Default largest payload (1 MiB; `maxPayload` option). */
+export { DEFAULT_MAX_PAYLOAD } from './protocol/envelope-codec.ts';
+/** Default handshake deadline (5 s; `handshakeTimeout` option). */
+export { DEFAULT_HANDSHAKE_TIMEOUT } from './protocol/connection.ts';
 
-/** Connection: an authenticated, encrypted message channel over TCP (Noise XK). */
-export { Connection, DEFAULT_HANDSHAKE_TIMEOUT } from './protocol/connection.ts';
-/** Connection options, handlers and counters. */
-export type { ConnectOptions, AcceptOptions, ConnectionOptions, ChannelOptions, ConnectionHandlers, ConnectionStats } from './protocol/connection.ts';
-
-/** Broker: sessions, routing, registry enforcement, drain (DESIGN §4, §5). */
+/** Broker: sessions, routing, registry enforcement, the broker mesh and drain (docs/api.md#broker). */
 export { Broker, DEFAULT_DRAIN_TIMEOUT } from './broker/broker.ts';
 /** Broker options, events and status. */
 export type { BrokerOptions, BrokerEvent, BrokerSnapshot } from './broker/broker.ts';
+/** Events of a broker's connections to its peer brokers (part of BrokerEvent). */
+export type { PeerEvent } from './broker/peer-mesh.ts';
+/** Default per-service queue bounds (`queue` option). */
+export { DEFAULT_QUEUE_LIMITS } from './broker/service-table.ts';
+/** Queue bounds. */
+export type { QueueLimits } from './broker/service-table.ts';
+
 /** The registry: who may connect, call and serve. */
 export { Registry } from './broker/registry.ts';
 /** Registry entry types. */
@@ -88,32 +67,20 @@ export type { RegistryEntry, RegistryEntryInit, RegistryDiff } from './broker/re
 export { loadRegistry, RegistryWatcher, addRegistryEntry, removeRegistryEntry, listRegistry } from './broker/registry-file.ts';
 /** Registry watcher options. */
 export type { RegistryWatcherOptions } from './broker/registry-file.ts';
-/** Broker membership (DESIGN §7): the pure quorum-round state machine and its view merge, with their defaults. */
-export { Membership, mergeViews, mergeEntry, compareEntries, makeBootId, DEFAULT_ROUND_MS, DEFAULT_TOMBSTONE_MS, DEFAULT_UNREACHABLE_AFTER_MS } from './broker/membership.ts';
-/** Membership view entries and settings. */
-export type { MemberEntry, MembershipOptions } from './broker/membership.ts';
-/** Events of a broker's connections to its peer brokers. */
-export type { PeerEvent } from './broker/peer-mesh.ts';
-/** The heartbeat a broker proposes to its peer brokers (500 ms pings, dead after 3 missed). */
-export { PEER_HEARTBEAT } from './broker/peer-mesh.ts';
-/** Default per-service queue bounds. */
-export { DEFAULT_QUEUE_LIMITS } from './broker/service-table.ts';
-/** Queue bounds. */
-export type { QueueLimits } from './broker/service-table.ts';
 
-/** MeshNode: the client and worker apps embed (DESIGN §6). */
+/** MeshNode: the client and worker apps embed (docs/api.md#meshnode). */
 export { MeshNode } from './node/mesh-node.ts';
 /** MeshNode options and events. */
 export type { MeshNodeOptions, MeshNodeEvents } from './node/mesh-node.ts';
-/** Request options and defaults. */
+/** Request defaults: deadline 1000 ms, 2 retries. */
 export { DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRIES } from './node/requester.ts';
 /** Options of one request. */
 export type { RequestOptions } from './node/requester.ts';
-/** Default handlers run at once per service. */
+/** Default handlers run at once per service (16). */
 export { DEFAULT_CONCURRENCY } from './node/service-runner.ts';
-/** Handler types of `serve`. */
+/** Handler types of `serve` and `requests`. */
 export type { Handler, HandlerResult, IncomingRequest, ServeOptions } from './node/service-runner.ts';
-/** Reply cache bounds. */
+/** Reply cache bounds (`replyCache` option). */
 export { DEFAULT_REPLY_CACHE_LIMITS } from './node/reply-cache.ts';
 /** Reply cache bounds type. */
 export type { ReplyCacheLimits } from './node/reply-cache.ts';

@@ -3,6 +3,10 @@
 // discover .ts test files on its own, and `node --test` with no files passes
 // with zero tests, so this script lists them and fails when it finds none.
 //
+// First it builds dist/ (scripts/build.js): the CLI specs and the fault
+// suite run the compiled `meshd`, as users do, and must never run a stale
+// build.
+//
 // Two runs, one after the other: first every spec outside spec/faults/, then
 // the fault suite (spec/faults/: real broker and worker processes, timing
 // assertions) with --test-concurrency=1, so its files run one at a time and
@@ -11,7 +15,7 @@
 // files whose path contains one of the patterns.
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -33,6 +37,12 @@ let files = walk(specDir).map((f) => relative(root, f));
 if (filter.length > 0) files = files.filter((f) => filter.some((p) => f.includes(p)));
 if (files.length === 0) {
   console.error(`run-specs: no spec files found under ${specDir}${filter.length ? ` matching ${filter.join(' ')}` : ''}`);
+  process.exit(1);
+}
+
+const build = spawnSync(process.execPath, [join(root, 'scripts', 'build.js')], { cwd: root, stdio: 'inherit' });
+if (build.status !== 0) {
+  console.error('run-specs: the build failed; no spec was run');
   process.exit(1);
 }
 

@@ -6,7 +6,7 @@
  * then answers `stats` (its CPU time plus Broker.status()) and `exit` (see
  * ./child.ts). Runs alone in its process, so it has a core to itself.
  */
-import { Broker, getSuite, Registry } from '../../lib/index.ts';
+import { Broker, getSuite, Registry } from '../../lib/internal.ts';
 import { runChild } from './child.ts';
 import { keyPairOf, takeBrokerConfig } from './mesh-config.ts';
 

@@ -8,8 +8,8 @@
 import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { encodeKey, getSuite, SUITE_NAMES } from '../../lib/index.ts';
-import type { KeyPair, RegistryEntryInit, SuiteName } from '../../lib/index.ts';
+import { encodeKey, getSuite, SUITE_NAMES } from '../../lib/internal.ts';
+import type { KeyPair, RegistryEntryInit, SuiteName } from '../../lib/internal.ts';
 
 /** One party's identity as stored in the file (base64url). */
 export interface PartyConfig {

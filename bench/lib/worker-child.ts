@@ -8,7 +8,7 @@
  * `{"type":"ready"}` and answers `stats` (CPU time and requests served per
  * worker) and `exit` (see ./child.ts).
  */
-import { getSuite, MeshNode } from '../../lib/index.ts';
+import { getSuite, MeshNode } from '../../lib/internal.ts';
 import { runChild } from './child.ts';
 import { keyPairOf, takeWorkerConfig } from './mesh-config.ts';
 

@@ -7,7 +7,7 @@
 
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { Broker, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_PAYLOAD, DEFAULT_QUEUE_LIMITS, MeshError, getSuite } from '../../lib/index.ts';
+import { Broker, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_PAYLOAD, DEFAULT_QUEUE_LIMITS, MeshError } from '../../lib/index.ts';
 import type { SuiteName } from '../../lib/index.ts';
 import { contextOf, docsEpilogue, println } from '../context.ts';
 import type { MeshdCommand } from '../context.ts';
@@ -217,7 +217,7 @@ export const broker: MeshdCommand<BrokerArgs> = {
         host: listen.host,
         port: listen.port,
         name: argv.name,
-        suite: argv.suite === undefined ? undefined : getSuite(argv.suite),
+        suite: argv.suite,
         maxPayload: argv['max-payload'],
         queue: { maxCount: argv['queue-max'] },
         drainTimeout: argv['drain-timeout'],

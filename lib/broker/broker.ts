@@ -1,14 +1,17 @@
 /**
  * Broker: accepts authenticated connections, keeps a session per connection,
- * and routes REQUEST → worker → REPLY (DESIGN §4, §5). Routing state lives in
- * ServiceTable (pure); this file wires it to connections and timers.
+ * and routes REQUEST → worker → REPLY
+ * (docs/architecture.md#how-a-broker-routes-a-request,
+ * docs/registry.md#checks-at-the-broker). Routing state lives in ServiceTable
+ * (pure); this file wires it to connections and timers.
  */
 import { randomBytes } from 'node:crypto';
 import { MeshError } from '../errors.ts';
 import { listen } from '../framing/listener.ts';
 import type { AcceptedSocket, Listener } from '../framing/listener.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
-import { defaultSuite } from '../crypto/suites.ts';
+import { resolveSuite } from '../crypto/suites.ts';
+import type { SuiteName } from '../crypto/suites.ts';
 import { encodeKey, readKeyFile } from '../crypto/keys.ts';
 import { formatBrokerAddress, parseBrokerAddress } from '../crypto/broker-address.ts';
 import { Connection } from '../protocol/connection.ts';
@@ -26,7 +29,9 @@ import { PeerMesh } from './peer-mesh.ts';
 import type { PeerEvent } from './peer-mesh.ts';
 
 /** Options of {@link Broker.start}. */
-export interface BrokerOptions extends ChannelOptions {
+export interface BrokerOptions extends Omit<ChannelOptions, 'suite'> {
+  /** Crypto suite: `'node'` (node:crypto), `'noble'` (pure JS) or a suite object (default: node where the runtime supports it). */
+  readonly suite?: SuiteName | CryptoSuite | undefined;
   /** The broker's static key pair, or the path of its key file. */
   readonly key: KeyPair | string;
   /** Registry: a parsed Registry, or the path of the YAML file (watched and reloaded). */
@@ -47,7 +52,7 @@ export interface BrokerOptions extends ChannelOptions {
   readonly queue?: Partial<QueueLimits> | undefined;
   /** Longest wait for in-flight replies when draining, ms (default 5000). */
   readonly drainTimeout?: number | undefined;
-  /** Peer brokers to join, as `mesh://KEY@host:port` URLs (DESIGN §7). */
+  /** Peer brokers to join, as `mesh://KEY@host:port` URLs (docs/architecture.md#the-broker-mesh). */
   readonly peers?: readonly string[] | undefined;
   /** Quorum round interval, ms (default 1000). */
   readonly gossipInterval?: number | undefined;
@@ -151,7 +156,7 @@ export class Broker {
     this.#options = options;
     this.#keyPair = keyPair;
     this.#registry = registry;
-    this.#suite = options.suite ?? defaultSuite();
+    this.#suite = resolveSuite(options.suite);
     this.#now = options.now ?? (() => performance.now());
     this.#queueLimits = { ...DEFAULT_QUEUE_LIMITS, ...options.queue };
     this.#handlers = {
@@ -738,7 +743,9 @@ export class Broker {
   #onReply(worker: Session, m: Extract<Message, { type: 'REPLY' }>): void {
     const p = this.#takeInflight(worker, m.id, m.to);
     this.#idle(worker);
-    // Through this broker, or addressed to a client connected here (E3).
+    // The request came through this broker, or the worker's broker for it is
+    // gone and the reply is addressed (`to`) to a client connected here
+    // (docs/protocol.md#6-messages, REPLY).
     const client = p ? (this.#sessions.get(p.clientId) ?? this.#anySession(p.clientKey)) : m.to ? this.#anySession(encodeKey(m.to)) : undefined;
     if (!client) return;
     if (m.payload.length > client.connection.peerMaxPayload) {

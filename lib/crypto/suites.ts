@@ -73,3 +73,13 @@ export function getSuite(name: SuiteName): CryptoSuite {
 export function defaultSuite(): CryptoSuite {
   return NODE_SUPPORT.available ? createNodeSuite() : createNobleSuite();
 }
+
+/**
+ * The suite a `suite` option names: a name is looked up with
+ * {@link getSuite}, a suite object is used as it is, and no value means
+ * {@link defaultSuite}.
+ */
+export function resolveSuite(suite: SuiteName | CryptoSuite | undefined): CryptoSuite {
+  if (suite === undefined) return defaultSuite();
+  return typeof suite === 'string' ? getSuite(suite) : suite;
+}

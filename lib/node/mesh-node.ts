@@ -2,12 +2,13 @@
  * MeshNode: what an app embeds to call services and to offer them. It keeps
  * a link to every broker it knows (its seeds, then every broker it learns of
  * from BROKERS and WELCOME), sends requests round-robin across healthy
- * brokers, and runs its services' handlers (DESIGN §6).
+ * brokers, and runs its services' handlers (docs/api.md#meshnode).
  */
 import { EventEmitter } from 'node:events';
 import { MeshError, isErrorCode } from '../errors.ts';
-import type { KeyPair } from '../crypto/crypto-suite.ts';
-import { defaultSuite } from '../crypto/suites.ts';
+import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
+import { resolveSuite } from '../crypto/suites.ts';
+import type { SuiteName } from '../crypto/suites.ts';
 import { encodeKey, readKeyFile } from '../crypto/keys.ts';
 import { parseBrokerAddress, formatBrokerAddress, parseHostPort } from '../crypto/broker-address.ts';
 import type { BrokerAddress } from '../crypto/broker-address.ts';
@@ -24,7 +25,9 @@ import type { Handler, IncomingRequest, ServeOptions } from './service-runner.ts
 import type { ReplyCacheLimits } from './reply-cache.ts';
 
 /** Options of {@link MeshNode.connect}. */
-export interface MeshNodeOptions extends Pick<ChannelOptions, 'suite' | 'heartbeat' | 'maxPayload' | 'handshakeTimeout'> {
+export interface MeshNodeOptions extends Pick<ChannelOptions, 'heartbeat' | 'maxPayload' | 'handshakeTimeout'> {
+  /** Crypto suite: `'node'` (node:crypto), `'noble'` (pure JS) or a suite object (default: node where the runtime supports it). */
+  readonly suite?: SuiteName | CryptoSuite | undefined;
   /** Seed brokers as `mesh://KEY@host:port` URLs (at least one). Seeds are never forgotten. */
   readonly brokers: readonly string[];
   /** This node's key pair, or the path of its key file. */
@@ -41,7 +44,7 @@ export interface MeshNodeOptions extends Pick<ChannelOptions, 'suite' | 'heartbe
   readonly closeTimeout?: number | undefined;
   /** Aborts connect(). */
   readonly signal?: AbortSignal | undefined;
-  /** Deadline for connect() to reach one broker, ms (default 5000). */
+  /** Deadline for connect() to reach one broker, ms (default 5000; `Infinity`: wait as long as it takes). */
   readonly timeout?: number | undefined;
   /** Monotonic clock, ms (default performance.now). */
   readonly now?: (() => number) | undefined;
@@ -82,7 +85,7 @@ export class MeshNode {
     const now = options.now ?? (() => performance.now());
     this.#settings = {
       keyPair,
-      suite: options.suite ?? defaultSuite(),
+      suite: resolveSuite(options.suite),
       role: options.role ?? 'node',
       name: options.name,
       heartbeat: options.heartbeat,
@@ -141,8 +144,9 @@ export class MeshNode {
 
   /**
    * Sends a request and resolves with the reply bytes, or rejects with a
-   * MeshError (stable `code`). Retries through other brokers as DESIGN §6
-   * describes, within `timeout` (default 1000 ms) and `retries` (default 2).
+   * MeshError (stable `code`). Retries through other brokers as
+   * docs/api.md#calling-a-service describes, within `timeout` (default
+   * 1000 ms) and `retries` (default 2).
    */
   request(service: string, payload: Uint8Array | string = new Uint8Array(0), options: RequestOptions = {}): Promise<Buffer> {
     if (this.#closing) return Promise.reject(new MeshError('MESH_ERR_CLOSED', 'node is closed'));
@@ -303,7 +307,8 @@ export class MeshNode {
   }
 
   /**
-   * Adds links for brokers learned from an authenticated broker (B1), and
+   * Adds links for brokers learned from an authenticated broker (never from
+   * an unauthenticated source: docs/architecture.md#how-nodes-learn-and-forget-brokers), and
    * forgets learned brokers that are down and that no broker still lists.
    */
   #learn(from: BrokerLink, brokers: readonly BrokerInfo[]): void {
@@ -365,11 +370,11 @@ export class MeshNode {
       };
       const onHealthy = (): void => done();
       const onAbort = (): void => done(new MeshError('MESH_ERR_ABORTED', 'connect aborted', { cause: signal?.reason }));
-      const timer = setTimeout(() => {
+      const timer = Number.isFinite(timeout) ? setTimeout(() => {
         const errors = [...this.#links.values()].map((l) => l.lastError).filter((e): e is MeshError => e !== undefined);
         const last = errors[errors.length - 1];
         done(new MeshError('MESH_ERR_TIMEOUT', `no broker accepted this node within ${timeout} ms${last ? ` (last error: ${last.code}: ${last.message})` : ''}`, { cause: last }));
-      }, timeout);
+      }, timeout) : undefined;
       // Every seed refused us outright (e.g. unknown key): no point waiting.
       this.#attemptWatcher = () => {
         const links = [...this.#links.values()];

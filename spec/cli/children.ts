@@ -1,17 +1,14 @@
-// Child processes of `node bin/meshd.js` for the CLI specs: short commands run
+// Child processes of the meshd command (dist/bin/meshd.js) for the CLI specs: short commands run
 // to completion, long-running ones (broker, serve) watched line by line. Every
 // wait is bounded, and every child is tracked so `killAll()` (in an after or
 // finally) can end it by pid.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { meshdArgs, root } from '../helpers/meshd-bin.ts';
 
-/** The repository root. */
-export const root = fileURLToPath(new URL('../..', import.meta.url));
-const bin = join(root, 'bin', 'meshd.js');
+export { root };
 
-/** A child's start-up alone is ~0.5 s (tsx); on a busy 2-CPU machine many at once take far longer. */
+/** A child's start-up alone is ~0.1 s; on a busy 2-CPU machine many at once take far longer. */
 export const RUN_TIMEOUT_MS = 60_000;
 
 /** The outcome of a command run to completion. */
@@ -64,7 +61,7 @@ export class Children {
   readonly #running = new Set<ChildProcess>();
 
   #spawn(args: readonly string[], options: ChildOptions, stdin: 'pipe' | 'ignore'): ChildProcess {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: childEnv(options.env), stdio: [stdin, 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, meshdArgs(args), { cwd: root, env: childEnv(options.env), stdio: [stdin, 'pipe', 'pipe'] });
     this.#running.add(child);
     child.once('exit', () => this.#running.delete(child));
     return child;

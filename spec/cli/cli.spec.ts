@@ -1,7 +1,7 @@
-// The meshd command line, run as a real child process (`node bin/meshd.js`)
-// the way a user or script runs it: exit codes, stdout vs stderr, key files
-// on disk, MESHD_* variables. Each child costs a tsx start-up, so the tests
-// of the suite run concurrently.
+// The meshd command line, run as a real child process (the compiled
+// dist/bin/meshd.js) the way a user or script runs it: exit codes, stdout vs
+// stderr, key files on disk, MESHD_* variables. The tests of the suite run
+// concurrently.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
@@ -9,12 +9,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { encodeKey, generateKeyPair, readKeyFileSync, writeKeyFileSync } from '../../lib/index.ts';
 import { main } from '../../bin/cli.ts';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const bin = join(root, 'bin', 'meshd.js');
+import { MESHD_NODE_FLAGS, meshdArgs, root } from '../helpers/meshd-bin.ts';
+
 const KEY_TEXT = /^[A-Za-z0-9_-]{43}$/;
 /** Generous: a child takes ~0.4 s alone, but the suite starts many at once on possibly busy machines. */
 const CHILD_TIMEOUT_MS = 60_000;
@@ -40,10 +39,10 @@ function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-/** Runs `node bin/meshd.js ...args` from the repository root. */
+/** Runs `meshd ...args` from the repository root. */
 function meshd(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'], timeout: CHILD_TIMEOUT_MS });
+    const child = spawn(process.execPath, meshdArgs(args), { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'], timeout: CHILD_TIMEOUT_MS });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -165,6 +164,34 @@ void describe('meshd CLI (child processes)', { concurrency: true }, () => {
     assert.equal(existsSync(ignored), false, 'the flag, not MESHD_OUT, names the file');
   });
 
+  void test('variables that name no option (MESHD, MESHD_, MESHDX, MESHD_NOPE) are ignored by every command', async () => {
+    const stray = { MESHD: '', MESHD_: 'x', MESHDOUT: join(dir, 'stray.key'), MESHD_NOPE: '1', MESHD__OUT: join(dir, 'nested.key') };
+    const file = join(dir, 'stray-env.key');
+    const registry = join(dir, 'stray-registry.yaml');
+    const keygen = await meshd(['keygen', '--out', file], stray);
+    assert.equal(keygen.status, 0, describeRun(keygen));
+    const added = await meshd(['registry', 'add', '--registry', registry, '--key-file', file, '--name', 'stray', '--role', 'client'], stray);
+    assert.equal(added.status, 0, describeRun(added));
+    const runs = await Promise.all([
+      meshd(['--version'], stray),
+      meshd(['--help'], stray),
+      meshd(['pubkey', file], stray),
+      meshd(['address', '--key', file, '--host', '127.0.0.1', '--port', '4222'], stray),
+      meshd(['registry', 'list', '--registry', registry], stray),
+      meshd(['broker', '--help'], stray),
+      meshd(['serve', '--help'], stray),
+      meshd(['request', '--help'], stray),
+    ]);
+    for (const r of runs) {
+      assert.equal(r.status, 0, describeRun(r));
+      assert.doesNotMatch(r.stderr, /Unknown argument/);
+    }
+    assert.equal(oneLine(runs[2]), encodeKey(readKeyFileSync(file).publicKey));
+    assert.equal(existsSync(join(dir, 'stray.key')) || existsSync(join(dir, 'nested.key')), false, 'no stray variable named the key file');
+    // A variable that names an option must hold a value of its type.
+    assertUsageError(await meshd(['serve', '--broker', 'mesh://x@h:1', '--key', file, 'echo'], { MESHD_ECHO: 'maybe' }), /MESHD_ECHO='maybe' is not a boolean/);
+  });
+
   void test('address formats mesh://KEY@HOST:PORT, parses one to JSON, and rejects a bad one with MESH_ERR_BAD_ADDRESS', async () => {
     const file = join(dir, 'broker.key');
     const keyPair = generateKeyPair();
@@ -213,9 +240,10 @@ void describe('main() with captured output', () => {
   });
 });
 
-test('bin/meshd.js runs node with --initial-old-space-size=128 (shebang), as bench/mesh.ts assumes', () => {
-  const first = readFileSync(new URL('../../bin/meshd.js', import.meta.url), 'utf8').split('\n')[0];
+test('meshd runs node with --initial-old-space-size=128 (shebang of the compiled bin), as bench/mesh.ts assumes', () => {
+  const first = readFileSync(new URL('../../dist/bin/meshd.js', import.meta.url), 'utf8').split('\n')[0];
   assert.equal(first, '#!/usr/bin/env -S node --initial-old-space-size=128');
+  assert.deepEqual(MESHD_NODE_FLAGS, ['--initial-old-space-size=128']);
   const bench = readFileSync(new URL('../../bench/mesh.ts', import.meta.url), 'utf8');
   assert.match(bench, /MESHD_NODE_FLAGS = \['--initial-old-space-size=128'\]/);
 });

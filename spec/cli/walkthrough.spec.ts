@@ -1,4 +1,4 @@
-// The README "Try it" walkthrough, end to end, with real `node bin/meshd.js`
+// The README "Try it" walkthrough, end to end, with the real compiled `meshd` (dist/bin/meshd.js)
 // processes: three keys, a registry written by `meshd registry add`, a broker
 // on 127.0.0.1 port 0, an echo worker and requests; then the failure exits, the
 // registry commands, a registry reload that locks the client out, and a

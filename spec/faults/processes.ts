@@ -1,20 +1,14 @@
-// Child processes of the fault suite: `meshd broker` (bin/meshd.js) and the
+// Child processes of the fault suite: `meshd broker` (dist/bin/meshd.js) and the
 // fault-worker.ts script, each watched line by line with timestamps, signalled
 // and killed by pid. Every wait is bounded. Every child is tracked, and a
 // process 'exit' hook SIGKILLs whatever is still running, so no child
 // outlives the test file even when a test crashes.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { childEnv } from '../cli/children.ts';
+import { meshdArgs, root } from '../helpers/meshd-bin.ts';
 
-/** The repository root. */
-export const root = fileURLToPath(new URL('../..', import.meta.url));
-/** The meshd command (TypeScript through tsx). */
-export const meshdBin = join(root, 'bin', 'meshd.js');
-/** The flags bin/meshd.js gives node in its shebang (spawning process.execPath directly skips the shebang). */
-export const MESHD_NODE_FLAGS = ['--initial-old-space-size=128'];
+export { meshdArgs, root };
 
 /** Most stdout lines / stderr log lines kept per child (older ones are dropped, counted in `dropped`). */
 const MAX_LINES = 200_000;

@@ -1,6 +1,8 @@
-// The layer order of DESIGN §2: a file imports only from layers listed above
-// its own; broker and node never import each other; only lib/framing touches
-// node:net. This test reads every import under lib/ and bin/.
+// The layer order of docs/architecture.md#layers: a file imports only from
+// layers listed above its own; broker and node never import each other; only
+// lib/framing touches node:net; bin/ uses lib/ only through the public API
+// (lib/index.ts), as an app would. This test reads every import under lib/
+// and bin/.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -18,6 +20,7 @@ function layerOf(file: string): string {
   if (rel.length === 2) {
     const base = rel[1]!.replace(/\.ts$/, '');
     if (base === 'errors' || base === 'index') return base;
+    if (base === 'internal') return 'index';
     throw new Error(`unexpected top-level file lib/${rel[1]}: put it in a layer folder`);
   }
   const layer = rel[1]!;
@@ -54,7 +57,7 @@ test('lib/ and bin/ have files to check', () => {
   assert.ok(files.length > 5, `found only ${files.length} files`);
 });
 
-test('no import points up the layer order (DESIGN §2)', () => {
+test('no import points up the layer order', () => {
   const violations: string[] = [];
   for (const file of files) {
     const from = layerOf(file);
@@ -77,6 +80,18 @@ test('only lib/framing touches sockets: elsewhere node:net may give only its add
     for (const m of readFileSync(f, 'utf8').matchAll(netImport)) {
       const names = /^\{([^}]*)\}$/.exec(m[2]!.trim())?.[1]?.split(',').map((n) => n.trim()).filter(Boolean);
       if (!names || names.some((n) => !['isIP', 'isIPv4', 'isIPv6'].includes(n))) offenders.push(`${relative(root, f)}: ${m[0]}`);
+    }
+  }
+  assert.deepEqual(offenders, []);
+});
+
+test('bin/ reaches lib/ only through the public API, lib/index.ts', () => {
+  const offenders: string[] = [];
+  for (const file of files.filter((f) => layerOf(f) === 'bin')) {
+    for (const spec of importsOf(readFileSync(file, 'utf8'))) {
+      if (!spec.startsWith('.')) continue;
+      const target = relative(root, resolve(dirname(file), spec));
+      if (target.startsWith(`lib${sep}`) && target !== join('lib', 'index.ts')) offenders.push(`${relative(root, file)} imports ${spec}`);
     }
   }
   assert.deepEqual(offenders, []);
