@@ -1,14 +1,18 @@
 /**
  * `meshd serve SERVICE --echo`: a demo worker. Connects a MeshNode, answers
  * every request for SERVICE with its own payload, prints `ready`, and runs
- * until SIGTERM or SIGINT, then drains and exits 0.
+ * until SIGTERM or SIGINT, then drains and exits 0. With no broker reachable
+ * at start it keeps trying (forever, unless --connect-timeout is given); once
+ * running it outlives any broker outage, reconnecting by itself.
  */
 
-import { DEFAULT_CONCURRENCY, MeshNode } from '../../lib/index.ts';
+import { DEFAULT_CONCURRENCY, MeshError, MeshNode, isMeshError, readKeyFile } from '../../lib/index.ts';
+import type { KeyPair } from '../../lib/index.ts';
 import { contextOf, docsEpilogue, println } from '../context.ts';
-import type { MeshdCommand } from '../context.ts';
+import type { CliContext, MeshdCommand } from '../context.ts';
 import { errorFields, jsonLogger } from '../log.ts';
-import { DEFAULT_CONNECT_TIMEOUT, LINGER_MS, brokerList, integerProblem, stopSignals } from '../options.ts';
+import type { Logger } from '../log.ts';
+import { LINGER_MS, brokerList, integerProblem, stopSignals } from '../options.ts';
 
 export interface ServeArgs {
   readonly service: string;
@@ -17,7 +21,68 @@ export interface ServeArgs {
   readonly echo: boolean;
   readonly concurrency: number;
   readonly name?: string | undefined;
-  readonly 'connect-timeout': number;
+  readonly 'connect-timeout'?: number | undefined;
+}
+
+/**
+ * While no broker accepts the worker at start, one `connect-retry` line is
+ * logged after the first second, then one every CONNECT_LOG_EVERY_MS, each
+ * with the last error: a rate limit, since the links retry every 100-500 ms.
+ */
+const FIRST_CONNECT_LOG_MS = 1000;
+const CONNECT_LOG_EVERY_MS = 10_000;
+
+/** What a wait for the first broker can end with. */
+type Connected = { readonly node: MeshNode } | { readonly stopped: true };
+
+/**
+ * Connects the worker, retrying until a broker accepts it, `--connect-timeout`
+ * (if given) passes, or SIGTERM/SIGINT stops the wait. Connection errors are
+ * retried; a verdict (an unknown key, a version mismatch) is thrown at once.
+ */
+async function connectWorker(argv: ServeArgs, keyPair: KeyPair, logger: Logger, stopped: AbortSignal): Promise<Connected> {
+  const start = performance.now();
+  const deadline = argv['connect-timeout'] === undefined ? Infinity : start + argv['connect-timeout'];
+  let slice = FIRST_CONNECT_LOG_MS;
+  for (let attempt = 1; ; attempt++) {
+    const left = deadline - performance.now();
+    try {
+      const node = await MeshNode.connect({
+        brokers: brokerList(argv.broker),
+        key: keyPair,
+        name: argv.name,
+        role: 'worker',
+        timeout: Math.max(1, Math.round(Math.min(slice, left))),
+        signal: stopped,
+      });
+      return { node };
+    } catch (error) {
+      if (isMeshError(error, 'MESH_ERR_ABORTED')) return { stopped: true };
+      if (!isMeshError(error, 'MESH_ERR_TIMEOUT')) throw error;
+      const waited = Math.round(performance.now() - start);
+      const cause = error.cause instanceof MeshError ? error.cause : undefined;
+      if (performance.now() >= deadline) {
+        throw new MeshError('MESH_ERR_TIMEOUT', `no broker accepted the worker within --connect-timeout ${argv['connect-timeout']} ms${cause === undefined ? '' : ` (last error: ${cause.code}: ${cause.message})`}`, { cause });
+      }
+      logger.log('warn', 'connect-retry', `no broker has accepted the worker after ${waited} ms${cause === undefined ? '' : ` (last error: ${cause.code}: ${cause.message})`}; still trying`, { waitedMs: waited, attempt, ...errorFields(cause) });
+      slice = CONNECT_LOG_EVERY_MS;
+    }
+  }
+}
+
+/** Serves SERVICE on the connected node until SIGTERM/SIGINT, then drains it. */
+async function runWorker(ctx: CliContext, argv: ServeArgs, node: MeshNode, logger: Logger, stopped: Promise<string>): Promise<void> {
+  node.on('connect', (url) => logger.log('info', 'broker-up', `connected to ${url}`, { broker: url }));
+  node.on('disconnect', (url, error) => logger.log('warn', 'broker-down', `lost ${url}${error === undefined ? '' : `: ${error.code}`}; reconnecting`, { broker: url, ...errorFields(error) }));
+  node.on('drain', (url) => logger.log('info', 'broker-draining', `${url} is draining`, { broker: url }));
+  node.on('error', (error, url) => logger.log('error', 'broker-error', `${url}: ${error.code}: ${error.message}`, { broker: url, ...errorFields(error) }));
+  node.on('brokers', (urls) => logger.log('info', 'brokers', `brokers known: ${urls.length}`, { brokers: urls }));
+  node.serve(argv.service, (request) => request.payload, { concurrency: argv.concurrency });
+  logger.log('info', 'ready', `serving ${argv.service} (echo) through ${node.healthyBrokers.join(', ')}`, { service: argv.service, brokers: node.healthyBrokers, concurrency: argv.concurrency });
+  println(ctx.io.stdout, 'ready');
+  const signal = await stopped;
+  logger.log('info', 'shutdown', `${signal}: finishing requests in flight; send it again to exit at once`, { signal });
+  await node.drain();
 }
 
 
@@ -68,8 +133,7 @@ export const serve: MeshdCommand<ServeArgs> = {
       .option('connect-timeout', {
         type: 'number',
         requiresArg: true,
-        default: DEFAULT_CONNECT_TIMEOUT,
-        describe: 'Longest wait for a first broker to accept the worker, ms. Env: MESHD_CONNECT_TIMEOUT',
+        describe: 'Give up (exit 1) when no broker has accepted the worker this many ms after start. Default: keep trying forever. Env: MESHD_CONNECT_TIMEOUT',
       })
       .check((argv) => {
         if (!argv.echo) return 'serve needs a handler: --echo (answer each request with its payload) is the only one for now';
@@ -84,30 +148,21 @@ export const serve: MeshdCommand<ServeArgs> = {
     const ctx = contextOf(argv);
     const logger = jsonLogger(ctx.io.stderr);
     const stop = stopSignals(ctx.host);
+    const waiting = new AbortController();
+    void stop.stopped.then(() => waiting.abort());
     try {
-      const node = await MeshNode.connect({
-        brokers: brokerList(argv.broker),
-        key: argv.key,
-        name: argv.name,
-        role: 'worker',
-        timeout: argv['connect-timeout'],
-      });
-      try {
-        node.on('connect', (url) => logger.log('info', 'broker-up', `connected to ${url}`, { broker: url }));
-        node.on('disconnect', (url, error) => logger.log('warn', 'broker-down', `lost ${url}${error === undefined ? '' : `: ${error.code}`}; reconnecting`, { broker: url, ...errorFields(error) }));
-        node.on('drain', (url) => logger.log('info', 'broker-draining', `${url} is draining`, { broker: url }));
-        node.on('error', (error, url) => logger.log('error', 'broker-error', `${url}: ${error.code}: ${error.message}`, { broker: url, ...errorFields(error) }));
-        node.on('brokers', (urls) => logger.log('info', 'brokers', `brokers known: ${urls.length}`, { brokers: urls }));
-        node.serve(argv.service, (request) => request.payload, { concurrency: argv.concurrency });
-        logger.log('info', 'ready', `serving ${argv.service} (echo) through ${node.healthyBrokers.join(', ')}`, { service: argv.service, brokers: node.healthyBrokers, concurrency: argv.concurrency });
-        println(ctx.io.stdout, 'ready');
-        const signal = await stop.stopped;
-        logger.log('info', 'shutdown', `${signal}: finishing requests in flight; send it again to exit at once`, { signal });
-        await node.drain();
-      } finally {
-        await node.close();
+      const keyPair = await readKeyFile(argv.key);
+      const connected = await connectWorker(argv, keyPair, logger, waiting.signal);
+      if ('stopped' in connected) {
+        logger.log('info', 'shutdown', 'stopped before any broker accepted the worker');
+      } else {
+        try {
+          await runWorker(ctx, argv, connected.node, logger, stop.stopped);
+        } finally {
+          await connected.node.close();
+        }
+        logger.log('info', 'closed', 'worker closed');
       }
-      logger.log('info', 'closed', 'worker closed');
     } finally {
       stop.dispose();
     }

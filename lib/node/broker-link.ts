@@ -1,7 +1,12 @@
 /**
  * One node's link to one broker: connects, waits for WELCOME, reconnects with
- * jittered exponential backoff (100 ms doubling to 5 s, full jitter), and
- * reports up/down and messages through callbacks (DESIGN §6).
+ * jittered exponential backoff (100 ms doubling to 500 ms, full jitter) for as
+ * long as it is open, and reports up/down and messages through callbacks
+ * (docs/architecture.md#how-nodes-learn-and-forget-brokers).
+ *
+ * A link that is not closed keeps the process alive, whether it is connected
+ * (its socket) or waiting to redial (its timer): a worker whose only broker
+ * is gone keeps running until the broker is back, as a connected one would.
  */
 import { MeshError } from '../errors.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
@@ -191,6 +196,5 @@ export class BrokerLink {
       this.#timer = undefined;
       if (this.#state === 'backoff') this.#connect();
     }, delay);
-    this.#timer.unref();
   }
 }

@@ -1,12 +1,19 @@
 /**
- * Reconnect backoff shared by node→broker links (DESIGN §8: 100 ms doubling
- * to 5 s, full jitter) and broker→broker peer connections (capped at two
- * gossip rounds instead). Pure: the random source is passed in.
+ * Reconnect backoff shared by node→broker links (100 ms doubling to 500 ms,
+ * full jitter: docs/architecture.md#timers) and broker→broker peer
+ * connections (capped at two gossip rounds instead). Pure: the random source
+ * is passed in.
+ *
+ * The node's cap is short on purpose: a worker whose only broker restarts
+ * must be back within a second of the broker listening again, however long
+ * the broker was gone. An attempt at a broker that is down costs one refused
+ * TCP connect (or one connect that times out, which delays the next attempt
+ * by itself), so two attempts a second per broker are cheap.
  */
 
-/** Reconnect backoff bounds, ms. */
+/** Reconnect backoff bounds of node→broker links, ms. */
 export const RECONNECT_MIN_MS = 100;
-export const RECONNECT_MAX_MS = 5000;
+export const RECONNECT_MAX_MS = 500;
 
 /** Full-jitter exponential backoff: uniform in [0, min(max, min · 2^failures)], never below min/4. */
 export function backoffDelay(failures: number, random: () => number, min = RECONNECT_MIN_MS, max = RECONNECT_MAX_MS): number {

