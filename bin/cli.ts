@@ -105,6 +105,7 @@ export function envVariable(option: string): string {
 
 /** The part of yargs' instance API that @types/yargs does not declare. */
 interface OptionsView {
+  getGroups(): Record<string, string[] | undefined>;
   getOptions(): {
     key: Record<string, unknown>;
     number: string[];
@@ -115,7 +116,7 @@ interface OptionsView {
 }
 
 function hasOptionsView(y: unknown): y is OptionsView {
-  return typeof (y as Partial<OptionsView>).getOptions === 'function';
+  return typeof (y as Partial<OptionsView>).getOptions === 'function' && typeof (y as Partial<OptionsView>).getGroups === 'function';
 }
 
 /** Options every command has, never read from the environment. */
@@ -125,8 +126,9 @@ const NOT_FROM_ENV = new Set(['help', 'version']);
 function fromEnv(variable: string, text: string, kind: 'number' | 'boolean' | 'array' | 'string'): unknown {
   switch (kind) {
     case 'number':
-      // NaN for anything else: the command's check names the option and the value.
-      return /^\s*[0-9]+(\.[0-9]+)?\s*$/.test(text) ? Number(text) : NaN;
+      // Every number option is a whole number (ms, bytes, counts).
+      if (/^\s*[0-9]{1,15}\s*$/.test(text)) return Number(text);
+      throw new UsageError(`${variable}='${text}' is not a whole number`);
     case 'boolean':
       if (/^(true|1|yes)$/i.test(text)) return true;
       if (/^(false|0|no|)$/i.test(text)) return false;
@@ -156,12 +158,16 @@ function applyEnv(y: Argv, ctx: CliContext, env: NodeJS.ProcessEnv) {
     };
     const kindOf = (name: string): 'number' | 'boolean' | 'array' | 'string' =>
       options.number.includes(name) ? 'number' : options.boolean.includes(name) ? 'boolean' : options.array.includes(name) ? 'array' : 'string';
-    const names = Object.keys(options.key).filter((name) => !NOT_FROM_ENV.has(name) && !givenOnCommandLine(ctx, name));
+    // Positionals (`serve SERVICE`, `registry remove ENTRY`) come from the command line only: a
+    // variable must never replace what was typed. yargs files them under this group (locale 'en').
+    const positionals = new Set(y.getGroups()['Positionals:'] ?? []);
+    const onCommandLine = (name: string): boolean => givenOnCommandLine(ctx, name) || givenOnCommandLine(ctx, camel(name));
+    const names = Object.keys(options.key).filter((name) => !NOT_FROM_ENV.has(name) && !positionals.has(name) && !onCommandLine(name));
     // A config file named by MESHD_CONFIG (one named by --config, yargs has read already).
     let config: Record<string, unknown> = {};
     for (const [name, parse] of Object.entries(options.config)) {
       const path = env[envVariable(name)];
-      if (path === undefined || path === '' || givenOnCommandLine(ctx, name)) continue;
+      if (path === undefined || path === '' || onCommandLine(name)) continue;
       set(name, path);
       config = parse(path);
     }

@@ -15,9 +15,12 @@ import { encodeKey } from '../crypto/keys.ts';
 import { Connection } from '../protocol/connection.ts';
 import type { HeartbeatSettings, RoleName } from '../protocol/hello.ts';
 import type { Message } from '../protocol/messages.ts';
-import { backoffDelay } from '../protocol/backoff.ts';
+import { backoffDelay, REFUSED_RECONNECT_MAX_MS } from '../protocol/backoff.ts';
 
-export { RECONNECT_MIN_MS, RECONNECT_MAX_MS, backoffDelay } from '../protocol/backoff.ts';
+export { RECONNECT_MIN_MS, RECONNECT_MAX_MS, REFUSED_RECONNECT_MAX_MS, backoffDelay } from '../protocol/backoff.ts';
+
+/** Errors that are a broker's verdict on this node, not an outage: redialled on the slow schedule. */
+const VERDICTS: ReadonlySet<string> = new Set(['MESH_ERR_UNAUTHORIZED', 'MESH_ERR_VERSION', 'MESH_ERR_BAD_KEY']);
 
 /** Settings shared by every link of a node. */
 export interface LinkSettings {
@@ -55,6 +58,8 @@ export class BrokerLink {
   #draining = false;
   #failures = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** Aborts the connection attempt in progress when the link closes. */
+  #attempt: AbortController | undefined;
   #active = 0;
   #lastError: MeshError | undefined;
   readonly #settings: LinkSettings;
@@ -125,6 +130,8 @@ export class BrokerLink {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     if (this.#timer) clearTimeout(this.#timer);
+    // An attempt in progress (TCP connect, handshake) holds a socket: end it now, not at its timeout.
+    this.#attempt?.abort();
     this.#connection?.close();
   }
 
@@ -132,6 +139,8 @@ export class BrokerLink {
     this.#state = 'connecting';
     const s = this.#settings;
     let welcomed = false;
+    const attempt = new AbortController();
+    this.#attempt = attempt;
     Connection.connect(
       {
         host: this.address.host,
@@ -144,6 +153,7 @@ export class BrokerLink {
         heartbeat: s.heartbeat,
         maxPayload: s.maxPayload,
         handshakeTimeout: s.handshakeTimeout,
+        signal: attempt.signal,
       },
       {
         onMessage: (message, connection) => {
@@ -175,6 +185,7 @@ export class BrokerLink {
       },
     ).then(
       (connection) => {
+        if (this.#attempt === attempt) this.#attempt = undefined;
         if (this.#state === 'closed') {
           connection.close();
           return;
@@ -182,8 +193,10 @@ export class BrokerLink {
         this.#connection = connection;
       },
       (error: MeshError) => {
+        if (this.#attempt === attempt) this.#attempt = undefined;
+        if (this.#state === 'closed') return; // closed by us: nothing to report
         this.#lastError = error;
-        if (this.#state !== 'closed') this.#scheduleReconnect();
+        this.#scheduleReconnect();
         this.#events.onAttemptFailed(this, error);
       },
     );
@@ -191,7 +204,10 @@ export class BrokerLink {
 
   #scheduleReconnect(): void {
     this.#state = 'backoff';
-    const delay = backoffDelay(this.#failures++, this.#settings.random);
+    // A broker that refused this node (unknown key, other protocol version) is asked again slowly: its
+    // registry may be fixed, but twice a second would be a handshake and a log line each time.
+    const refused = this.#lastError !== undefined && VERDICTS.has(this.#lastError.code);
+    const delay = backoffDelay(this.#failures++, this.#settings.random, undefined, refused ? REFUSED_RECONNECT_MAX_MS : undefined);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       if (this.#state === 'backoff') this.#connect();

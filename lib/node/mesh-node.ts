@@ -24,6 +24,11 @@ import { ServiceRunner } from './service-runner.ts';
 import type { Handler, IncomingRequest, ServeOptions } from './service-runner.ts';
 import type { ReplyCacheLimits } from './reply-cache.ts';
 
+/** Default deadline of {@link MeshNode.connect} to reach a first broker, ms. */
+const DEFAULT_CONNECT_TIMEOUT = 5000;
+/** Longest delay a Node timer can wait, ms (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Options of {@link MeshNode.connect}. */
 export interface MeshNodeOptions extends Pick<ChannelOptions, 'heartbeat' | 'maxPayload' | 'handshakeTimeout'> {
   /** Crypto suite: `'node'` (node:crypto), `'noble'` (pure JS) or a suite object (default: node where the runtime supports it). */
@@ -44,7 +49,7 @@ export interface MeshNodeOptions extends Pick<ChannelOptions, 'heartbeat' | 'max
   readonly closeTimeout?: number | undefined;
   /** Aborts connect(). */
   readonly signal?: AbortSignal | undefined;
-  /** Deadline for connect() to reach one broker, ms (default 5000; `Infinity`: wait as long as it takes). */
+  /** Deadline for connect() to reach one broker: whole ms from 1 to 2^31 - 1 (default 5000), or `Infinity` to wait as long as it takes; anything else is MESH_ERR_CONFIG. */
   readonly timeout?: number | undefined;
   /** Monotonic clock, ms (default performance.now). */
   readonly now?: (() => number) | undefined;
@@ -115,11 +120,15 @@ export class MeshNode {
    */
   static async connect(options: MeshNodeOptions): Promise<MeshNode> {
     if (options.brokers.length === 0) throw new MeshError('MESH_ERR_CONFIG', 'at least one broker address is needed');
+    const timeout = options.timeout ?? DEFAULT_CONNECT_TIMEOUT;
+    if (timeout !== Infinity && !(Number.isSafeInteger(timeout) && timeout >= 1 && timeout <= MAX_TIMER_MS)) {
+      throw new MeshError('MESH_ERR_CONFIG', `timeout must be a whole number of ms from 1 to ${MAX_TIMER_MS}, or Infinity; got ${String(timeout)}`);
+    }
     const seeds = options.brokers.map((b) => parseBrokerAddress(b));
     const keyPair = typeof options.key === 'string' ? await readKeyFile(options.key) : options.key;
     const node = new MeshNode(options, keyPair, seeds);
     try {
-      await node.#waitForFirstBroker(options.timeout ?? 5000, options.signal);
+      await node.#waitForFirstBroker(timeout, options.signal);
     } catch (error) {
       await node.close();
       throw error;

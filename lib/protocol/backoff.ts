@@ -14,6 +14,12 @@
 /** Reconnect backoff bounds of node→broker links, ms. */
 export const RECONNECT_MIN_MS = 100;
 export const RECONNECT_MAX_MS = 500;
+/**
+ * Cap after a broker refused the node (MESH_ERR_UNAUTHORIZED, a version
+ * mismatch): each attempt is a full handshake and a log line at the broker,
+ * and only a registry change can make the next one succeed.
+ */
+export const REFUSED_RECONNECT_MAX_MS = 5000;
 
 /** Full-jitter exponential backoff: uniform in [0, min(max, min · 2^failures)], never below min/4. */
 export function backoffDelay(failures: number, random: () => number, min = RECONNECT_MIN_MS, max = RECONNECT_MAX_MS): number {

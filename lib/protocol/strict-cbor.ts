@@ -112,6 +112,7 @@ class Reader {
       case MAJOR_ARRAY: {
         const count = this.argument(info);
         if (count > bytes.length - this.pos) fail('array longer than the header');
+        if (count > MAX_ITEMS - this.items) fail(`more than ${MAX_ITEMS} items`);
         const array: HeaderValue[] = new Array<HeaderValue>(count);
         for (let i = 0; i < count; i++) array[i] = this.item(depth + 1);
         return array;
@@ -132,6 +133,7 @@ class Reader {
     const bytes = this.bytes;
     const count = this.argument(info);
     if (count * 2 > bytes.length - this.pos) fail('map longer than the header');
+    if (count * 2 > MAX_ITEMS - this.items) fail(`more than ${MAX_ITEMS} items`);
     const map = new Map<number, HeaderValue>();
     for (let i = 0; i < count; i++) {
       if (this.pos >= bytes.length) fail('truncated map');
@@ -171,6 +173,8 @@ export function checkHeaderCbor(bytes: Uint8Array): void {
 
 /** Initial size of an encoder's scratch buffer; it doubles as needed. */
 const INITIAL_SCRATCH = 1024;
+/** Largest scratch buffer kept from one encode to the next. */
+const KEEP_SCRATCH = 16 * 1024;
 
 /**
  * Encodes header maps into a scratch buffer that it reuses, so one instance
@@ -189,6 +193,8 @@ export class HeaderCodec {
 
   /** Encodes a header map into the scratch buffer: valid only until the next encode. */
   encodeView(header: Map<number, HeaderValue>): Buffer {
+    // A rare large header (a long DISPATCHED batch) does not pin a large buffer for the connection's life.
+    if (this.#buf.length > KEEP_SCRATCH) this.#buf = Buffer.allocUnsafe(INITIAL_SCRATCH);
     this.#pos = 0;
     this.#map(header);
     return this.#buf.subarray(0, this.#pos);

@@ -164,7 +164,7 @@ void describe('meshd CLI (child processes)', { concurrency: true }, () => {
     assert.equal(existsSync(ignored), false, 'the flag, not MESHD_OUT, names the file');
   });
 
-  void test('variables that name no option (MESHD, MESHD_, MESHDX, MESHD_NOPE) are ignored by every command', async () => {
+  void test('variables that name no option (MESHD, MESHD_, MESHDX, MESHD_NOPE) are ignored, and none replaces a positional or a flag', async () => {
     const stray = { MESHD: '', MESHD_: 'x', MESHDOUT: join(dir, 'stray.key'), MESHD_NOPE: '1', MESHD__OUT: join(dir, 'nested.key') };
     const file = join(dir, 'stray-env.key');
     const registry = join(dir, 'stray-registry.yaml');
@@ -187,9 +187,23 @@ void describe('meshd CLI (child processes)', { concurrency: true }, () => {
       assert.doesNotMatch(r.stderr, /Unknown argument/);
     }
     assert.equal(oneLine(runs[2]), encodeKey(readKeyFileSync(file).publicKey));
+    // A variable named after a positional never replaces what was typed.
+    const other = join(dir, 'other-positional.key');
+    writeKeyFileSync(other, generateKeyPair());
+    const positional = await meshd(['pubkey', file], { MESHD_FILE: other });
+    assert.equal(oneLine(positional), encodeKey(readKeyFileSync(file).publicKey), describeRun(positional));
+    const removeOther = await meshd(['registry', 'remove', '--registry', registry, 'nobody'], { MESHD_ENTRY: 'stray' });
+    assert.equal(removeOther.status, 1, describeRun(removeOther));
+    assert.match(removeOther.stderr, /no entry with key or name "nobody"/);
+    // A camelCase flag counts as given: its variable does not override it.
+    const nowhere = `mesh://${encodeKey(readKeyFileSync(file).publicKey)}@127.0.0.1:1`;
+    const camelFlag = await meshd(['serve', '--broker', nowhere, '--key', file, 'echo', '--echo', '--connectTimeout', '300'], { MESHD_CONNECT_TIMEOUT: '60000' });
+    assert.equal(camelFlag.status, 1, describeRun(camelFlag));
+    assert.match(camelFlag.stderr, /MESH_ERR_TIMEOUT: no broker accepted the worker within --connect-timeout 300 ms/);
     assert.equal(existsSync(join(dir, 'stray.key')) || existsSync(join(dir, 'nested.key')), false, 'no stray variable named the key file');
     // A variable that names an option must hold a value of its type.
     assertUsageError(await meshd(['serve', '--broker', 'mesh://x@h:1', '--key', file, 'echo'], { MESHD_ECHO: 'maybe' }), /MESHD_ECHO='maybe' is not a boolean/);
+    assertUsageError(await meshd(['serve', '--broker', 'mesh://x@h:1', '--key', file, 'echo', '--echo'], { MESHD_CONCURRENCY: '1.5' }), /MESHD_CONCURRENCY='1.5' is not a whole number/);
   });
 
   void test('address formats mesh://KEY@HOST:PORT, parses one to JSON, and rejects a bad one with MESH_ERR_BAD_ADDRESS', async () => {

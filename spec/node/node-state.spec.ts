@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ReplyCache } from '../../lib/node/reply-cache.ts';
 import { RetryBudget } from '../../lib/node/retry-budget.ts';
-import { backoffDelay } from '../../lib/node/broker-link.ts';
+import { backoffDelay, REFUSED_RECONNECT_MAX_MS } from '../../lib/node/broker-link.ts';
 
 test('reply cache: new, attached while running, replayed when finished', () => {
   const c = new ReplyCache<string>();
@@ -46,11 +46,12 @@ test('retry budget: a burst, then a trickle refilled by time and successes', () 
   assert.ok(b.tryRetry(1000));
 });
 
-test('reconnect backoff: full jitter under a ceiling doubling from 100 ms to 5 s', () => {
+test('reconnect backoff: full jitter under a ceiling doubling from 100 ms to 500 ms (5 s after a refusal)', () => {
   assert.equal(backoffDelay(0, () => 1), 100);
   assert.equal(backoffDelay(2, () => 1), 400);
   assert.equal(backoffDelay(3, () => 1), 500, 'capped at 500 ms');
   assert.equal(backoffDelay(20, () => 1), 500);
   assert.equal(backoffDelay(20, () => 0.5), 250);
+  assert.equal(backoffDelay(20, () => 1, undefined, REFUSED_RECONNECT_MAX_MS), 5000, 'a broker that refused the node is asked again slowly');
   assert.equal(backoffDelay(5, () => 0), 25, 'never a busy loop');
 });

@@ -10,9 +10,10 @@
 //     a broker, serves echo and gets the reply;
 //   - a .cjs app does the same through `await import('meshd')` and
 //     `require('meshd')`;
-//   - a TypeScript consumer ("module": "NodeNext", no
-//     allowImportingTsExtensions, no skipLibCheck) type-checks a file that
-//     uses MeshNode.connect, request, serve and a MeshError code;
+//   - a TypeScript consumer ("module": "NodeNext", and again with bundler
+//     resolution; no allowImportingTsExtensions, no skipLibCheck)
+//     type-checks a file that uses MeshNode.connect, request, serve, a
+//     MeshError code and meshd/internal's EnvelopeCodec;
 //   - the app's own `npm ci` works from the lockfile `npm install` wrote, and
 //     `npm ls --omit=dev --all` exits 0;
 //   - the installed tree has no tsx, esbuild, TypeScript or other package
@@ -41,7 +42,10 @@ interface Run {
 function run(command: string, args: readonly string[], cwd: string, timeoutMs = RUN_TIMEOUT_MS): Promise<Run> {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) {
-    if (!name.startsWith('MESHD') && name !== 'NODE_TEST_CONTEXT' && !name.startsWith('npm_')) env[name] = value;
+    // npm sets npm_* for the script it runs (npm test): the app is another project, so only the
+    // settings that say where and how to reach the registry carry over.
+    const npmSetting = name.startsWith('npm_') && !/^npm_config_(registry|cache|userconfig|globalconfig|proxy|https_proxy|noproxy|strict_ssl|cafile|fetch_.*|@.*:registry)$/i.test(name);
+    if (!name.startsWith('MESHD') && name !== 'NODE_TEST_CONTEXT' && !npmSetting) env[name] = value;
   }
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
@@ -140,6 +144,13 @@ main().catch((error) => {
 const TS_CONSUMER = `
 import { MeshError, MeshNode, isMeshError } from 'meshd';
 import type { ErrorCode, IncomingRequest, MeshNodeOptions, RequestOptions } from 'meshd';
+import { EnvelopeCodec } from 'meshd/internal';
+import type { Message } from 'meshd/internal';
+
+export function encodePing(): Buffer {
+  const ping: Message = { type: 'PING' };
+  return new EnvelopeCodec().encodeToBuffer(ping);
+}
 
 export async function callEcho(options: MeshNodeOptions): Promise<string> {
   const node: MeshNode = await MeshNode.connect(options);
@@ -165,6 +176,7 @@ void describe('the packed package, installed into an empty app', { concurrency: 
   let app = '';
   let tarball = '';
 
+  // npm pack (with the build) and npm install (from the registry) each get NPM_TIMEOUT_MS.
   before(async () => {
     work = mkdtempSync(join(tmpdir(), 'meshd-package-'));
     // A copy of what `npm pack` needs, with this checkout's node_modules linked in.
@@ -181,7 +193,7 @@ void describe('the packed package, installed into an empty app', { concurrency: 
     mkdirSync(app);
     writeFileSync(join(app, 'package.json'), `${JSON.stringify({ name: 'meshd-user-app', version: '1.0.0', private: true }, null, 2)}\n`);
     ok(await run('npm', ['install', '--no-audit', '--no-fund', tarball], app, NPM_TIMEOUT_MS), 'npm install of the tarball');
-  });
+  }, { timeout: 3 * NPM_TIMEOUT_MS });
 
   after(() => {
     if (work !== '') rmSync(work, { recursive: true, force: true });
@@ -228,8 +240,13 @@ void describe('the packed package, installed into an empty app', { concurrency: 
       files: ['consumer.ts'],
     };
     writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify(tsconfig, null, 2));
+    // The same file as a bundler would resolve it.
+    const bundler = { ...tsconfig, compilerOptions: { ...tsconfig.compilerOptions, module: 'ESNext', moduleResolution: 'bundler' } };
+    writeFileSync(join(dir, 'tsconfig.bundler.json'), JSON.stringify(bundler, null, 2));
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module', private: true }));
-    ok(await run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], dir), 'tsc --noEmit in the consumer');
+    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+    ok(await run(process.execPath, [tsc, '-p', 'tsconfig.json'], dir), 'tsc --noEmit in the consumer (NodeNext)');
+    ok(await run(process.execPath, [tsc, '-p', 'tsconfig.bundler.json'], dir), 'tsc --noEmit in the consumer (bundler)');
   });
 
   void test("the app's own npm ci works from its lockfile, and npm ls --omit=dev --all is clean", async () => {
