@@ -58,14 +58,7 @@ const RUN_TIMEOUT_MS = 15 * 60_000;
 function run(label, extra, list) {
   return new Promise((resolve) => {
     const args = ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-timeout=${TEST_TIMEOUT_MS}`, ...extra, ...list];
-    // ESBUILD_WORKER_THREADS=0: tsx transforms synchronously through esbuild, whose default path blocks
-    // in Atomics.wait on a worker thread. A test file has hung at zero CPU before its first test, until
-    // the 180 s timeout (many-clients.spec.ts once, handshake-state.spec.ts once, 1 in ~70 runs under
-    // load), the signature of that wait never being woken. With 0, esbuild serves each call from a
-    // synchronous child process instead; tsx caches transforms, so the suite takes no longer (measured).
-    // Every test file, and every tsx child it spawns, inherits it.
-    const env = { ...process.env, ESBUILD_WORKER_THREADS: '0' };
-    const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', detached: true, env });
+    const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', detached: true });
     const killGroup = () => {
       try {
         process.kill(-child.pid, 'SIGKILL');

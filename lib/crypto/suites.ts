@@ -4,11 +4,11 @@
  * chacha20-poly1305 and X25519, else @noble.
  */
 
-import { createCipheriv, diffieHellman, generateKeyPairSync, getCiphers } from 'node:crypto';
+import { createCipheriv, createPrivateKey, createPublicKey, diffieHellman, getCiphers } from 'node:crypto';
 import { MeshError } from '../errors.ts';
 import type { CryptoSuite } from './crypto-suite.ts';
 import { createNobleSuite } from './noble-suite.ts';
-import { createNodeSuite } from './node-suite.ts';
+import { createNodeSuite, PKCS8_X25519_PREFIX } from './node-suite.ts';
 
 /** The names accepted by {@link getSuite}. */
 export type SuiteName = CryptoSuite['name'];
@@ -32,9 +32,11 @@ function probeNodeCrypto(): NodeCryptoSupport {
     const cipher = createCipheriv('chacha20-poly1305', Buffer.alloc(32), Buffer.alloc(12), { authTagLength: 16 });
     cipher.update(Buffer.alloc(1));
     cipher.final();
-    const a = generateKeyPairSync('x25519');
-    const b = generateKeyPairSync('x25519');
-    if (diffieHellman({ privateKey: a.privateKey, publicKey: b.publicKey }).length !== 32) {
+    // Fixed keys imported as PKCS#8, not generateKeyPairSync: on Node 20 a generated key can
+    // deadlock the process when V8 collects its generation job (see node-suite.ts).
+    const a = createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, Buffer.alloc(32, 0x41)]), format: 'der', type: 'pkcs8' });
+    const b = createPublicKey(createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, Buffer.alloc(32, 0x42)]), format: 'der', type: 'pkcs8' }));
+    if (diffieHellman({ privateKey: a, publicKey: b }).length !== 32) {
       return { available: false, reason: 'node:crypto X25519 returned a wrong-sized secret' };
     }
     return { available: true };
