@@ -12,37 +12,46 @@ export interface ErrorCodeInfo {
   readonly retryable: boolean;
   /** True when the code may travel in an ERROR message on the wire. */
   readonly wire: boolean;
+  /** True when an ERROR with this code and no request id ends the connection (the sender closes it after sending). */
+  readonly closesLink: boolean;
+  /**
+   * True when the code is a peer's verdict on this party (an unknown key, a
+   * protocol version it does not speak): reconnecting at once cannot
+   * succeed until the configuration changes, so nodes redial slowly and
+   * connect() gives up when every broker says so.
+   */
+  readonly refusal: boolean;
   /** One line for docs and logs. */
   readonly summary: string;
 }
 
 /** Every error code meshd can produce, with its retry semantics. */
 export const ErrorCodes = {
-  MESH_ERR_PROTOCOL: { retryable: false, wire: true, summary: 'The peer broke the wire protocol: malformed segment, envelope, header or message, or an unknown message type. The connection is closed.' },
-  MESH_ERR_VERSION: { retryable: false, wire: false, summary: 'The peer speaks another major version of the wire protocol (the message names both versions).' },
-  MESH_ERR_HANDSHAKE: { retryable: false, wire: false, summary: 'The Noise handshake failed: wrong responder key, a tampered, truncated or replayed handshake message, or a malformed HELLO.' },
-  MESH_ERR_HANDSHAKE_TIMEOUT: { retryable: true, wire: false, summary: 'The handshake did not complete within its deadline (default 5 s).' },
-  MESH_ERR_DECRYPT: { retryable: false, wire: false, summary: 'A transport frame failed authentication (tampered or corrupted). The connection is closed at once.' },
-  MESH_ERR_FRAME_TOO_LARGE: { retryable: false, wire: false, summary: 'A frame length is over the negotiated maximum. The connection is closed as soon as the length is read.' },
-  MESH_ERR_ENVELOPE_TOO_LARGE: { retryable: false, wire: true, summary: 'An envelope (or its reassembly across segments) is over the maximum envelope size.' },
-  MESH_ERR_BAD_KEY: { retryable: false, wire: false, summary: 'A public or private key is malformed, all-zero or of low order (the Diffie-Hellman result would be all zeros).' },
-  MESH_ERR_KEY_FILE: { retryable: false, wire: false, summary: 'A key file cannot be read or written, is malformed, or is readable by group or others.' },
-  MESH_ERR_BAD_ADDRESS: { retryable: false, wire: false, summary: 'A broker address is not a valid mesh://KEY@HOST:PORT URL.' },
-  MESH_ERR_CRYPTO: { retryable: false, wire: false, summary: 'A cryptographic primitive failed or is unavailable (for example a nonce counter reached its limit, or the runtime lacks an algorithm).' },
-  MESH_ERR_CONNECTION: { retryable: true, wire: false, summary: 'The connection failed or was lost (refused, reset, closed by the peer).' },
-  MESH_ERR_HEARTBEAT: { retryable: true, wire: false, summary: 'The peer stayed silent past the heartbeat deadline and is considered dead.' },
-  MESH_ERR_BACKPRESSURE: { retryable: true, wire: true, summary: 'The peer did not read fast enough: its outbound buffer passed the cap or stalled, so the connection was closed.' },
-  MESH_ERR_TIMEOUT: { retryable: true, wire: true, summary: 'The operation did not complete before its deadline.' },
-  MESH_ERR_ABORTED: { retryable: false, wire: false, summary: 'The caller aborted the operation through its AbortSignal.' },
-  MESH_ERR_CLOSED: { retryable: false, wire: false, summary: 'The object was closed; pending operations are rejected with this code.' },
-  MESH_ERR_UNAUTHORIZED: { retryable: false, wire: true, summary: 'The static key is not in the registry, or was revoked. The connection is closed.' },
-  MESH_ERR_FORBIDDEN: { retryable: false, wire: true, summary: 'The registry does not allow this key to call or serve that service. The connection stays up.' },
-  MESH_ERR_BUSY: { retryable: true, wire: true, summary: 'The service queue is full; try again (possibly through another broker).' },
-  MESH_ERR_NO_SERVICE: { retryable: true, wire: true, summary: 'No worker has offered this service at this broker.' },
-  MESH_ERR_HANDLER: { retryable: false, wire: true, summary: 'The worker handler threw; the message carries its text.' },
-  MESH_ERR_DRAINING: { retryable: true, wire: true, summary: 'The broker or worker is draining and takes no new work.' },
-  MESH_ERR_LIMIT: { retryable: false, wire: true, summary: 'A configured limit was exceeded (too many handshakes, too many connections, a queue or cache bound).' },
-  MESH_ERR_CONFIG: { retryable: false, wire: false, summary: 'Invalid configuration or options.' },
+  MESH_ERR_PROTOCOL: { retryable: false, wire: true, closesLink: true, refusal: false, summary: 'The peer broke the wire protocol: malformed segment, envelope, header or message, or an unknown message type. The connection is closed.' },
+  MESH_ERR_VERSION: { retryable: false, wire: false, closesLink: false, refusal: true, summary: 'The peer speaks another major version of the wire protocol (the message names both versions).' },
+  MESH_ERR_HANDSHAKE: { retryable: false, wire: false, closesLink: false, refusal: false, summary: 'The Noise handshake failed: wrong responder key, a tampered, truncated or replayed handshake message, or a malformed HELLO.' },
+  MESH_ERR_HANDSHAKE_TIMEOUT: { retryable: true, wire: false, closesLink: false, refusal: false, summary: 'The handshake did not complete within its deadline (default 5 s).' },
+  MESH_ERR_DECRYPT: { retryable: false, wire: false, closesLink: false, refusal: false, summary: 'A transport frame failed authentication (tampered or corrupted). The connection is closed at once.' },
+  MESH_ERR_FRAME_TOO_LARGE: { retryable: false, wire: false, closesLink: true, refusal: false, summary: 'A frame length is over the negotiated maximum. The connection is closed as soon as the length is read.' },
+  MESH_ERR_ENVELOPE_TOO_LARGE: { retryable: false, wire: true, closesLink: true, refusal: false, summary: 'An envelope (or its reassembly across segments) is over the maximum envelope size.' },
+  MESH_ERR_BAD_KEY: { retryable: false, wire: false, closesLink: false, refusal: true, summary: 'A public or private key is malformed, all-zero or of low order (the Diffie-Hellman result would be all zeros).' },
+  MESH_ERR_KEY_FILE: { retryable: false, wire: false, closesLink: false, refusal: false, summary: 'A key file cannot be read or written, is malformed, or is readable by group or others.' },
+  MESH_ERR_BAD_ADDRESS: { retryable: false, wire: false, closesLink: false, refusal: false, summary: 'A broker address is not a valid mesh://KEY@HOST:PORT URL.' },
+  MESH_ERR_CRYPTO: { retryable: false, wire: false, closesLink: false, refusal: false, summary: 'A cryptographic primitive failed or is unavailable (for example a nonce counter reached its limit, or the runtime lacks an algorithm).' },
+  MESH_ERR_CONNECTION: { retryable: true, wire: false, closesLink: false, refusal: false, summary: 'The connection failed or was lost (refused, reset, closed by the peer).' },
+  MESH_ERR_HEARTBEAT: { retryable: true, wire: false, closesLink: false, refusal: false, summary: 'The peer stayed silent past the heartbeat deadline and is considered dead.' },
+  MESH_ERR_BACKPRESSURE: { retryable: true, wire: true, closesLink: true, refusal: false, summary: 'The peer did not read fast enough: its outbound buffer passed the cap or stalled, so the connection was closed.' },
+  MESH_ERR_TIMEOUT: { retryable: true, wire: true, closesLink: false, refusal: false, summary: 'The operation did not complete before its deadline.' },
+  MESH_ERR_ABORTED: { retryable: false, wire: false, closesLink: false, refusal: false, summary: 'The caller aborted the operation through its AbortSignal.' },
+  MESH_ERR_CLOSED: { retryable: false, wire: false, closesLink: false, refusal: false, summary: 'The object was closed; pending operations are rejected with this code.' },
+  MESH_ERR_UNAUTHORIZED: { retryable: false, wire: true, closesLink: true, refusal: true, summary: 'The static key is not in the registry, or was revoked. The connection is closed.' },
+  MESH_ERR_FORBIDDEN: { retryable: false, wire: true, closesLink: false, refusal: false, summary: 'The registry does not allow this key to call or serve that service. The connection stays up.' },
+  MESH_ERR_BUSY: { retryable: true, wire: true, closesLink: false, refusal: false, summary: 'The service queue is full; try again (possibly through another broker).' },
+  MESH_ERR_NO_SERVICE: { retryable: true, wire: true, closesLink: false, refusal: false, summary: 'No worker has offered this service at this broker.' },
+  MESH_ERR_HANDLER: { retryable: false, wire: true, closesLink: false, refusal: false, summary: 'The worker handler threw; the message carries its text.' },
+  MESH_ERR_DRAINING: { retryable: true, wire: true, closesLink: false, refusal: false, summary: 'The broker or worker is draining and takes no new work.' },
+  MESH_ERR_LIMIT: { retryable: false, wire: true, closesLink: true, refusal: false, summary: 'A configured limit was exceeded (too many handshakes, too many connections, a queue or cache bound).' },
+  MESH_ERR_CONFIG: { retryable: false, wire: false, closesLink: false, refusal: false, summary: 'Invalid configuration or options.' },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 /** A stable error code string, `MESH_ERR_*`. */

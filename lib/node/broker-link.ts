@@ -8,7 +8,7 @@
  * (its socket) or waiting to redial (its timer): a worker whose only broker
  * is gone keeps running until the broker is back, as a connected one would.
  */
-import { MeshError } from '../errors.ts';
+import { ErrorCodes, MeshError } from '../errors.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
 import type { BrokerAddress } from '../crypto/broker-address.ts';
 import { encodeKey } from '../crypto/keys.ts';
@@ -18,9 +18,6 @@ import type { Message } from '../protocol/messages.ts';
 import { backoffDelay, REFUSED_RECONNECT_MAX_MS } from '../protocol/backoff.ts';
 
 export { RECONNECT_MIN_MS, RECONNECT_MAX_MS, REFUSED_RECONNECT_MAX_MS, backoffDelay } from '../protocol/backoff.ts';
-
-/** Errors that are a broker's verdict on this node, not an outage: redialled on the slow schedule. */
-const VERDICTS: ReadonlySet<string> = new Set(['MESH_ERR_UNAUTHORIZED', 'MESH_ERR_VERSION', 'MESH_ERR_BAD_KEY']);
 
 /** Settings shared by every link of a node. */
 export interface LinkSettings {
@@ -206,7 +203,7 @@ export class BrokerLink {
     this.#state = 'backoff';
     // A broker that refused this node (unknown key, other protocol version) is asked again slowly: its
     // registry may be fixed, but twice a second would be a handshake and a log line each time.
-    const refused = this.#lastError !== undefined && VERDICTS.has(this.#lastError.code);
+    const refused = this.#lastError !== undefined && ErrorCodes[this.#lastError.code].refusal;
     const delay = backoffDelay(this.#failures++, this.#settings.random, undefined, refused ? REFUSED_RECONNECT_MAX_MS : undefined);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;

@@ -5,7 +5,7 @@
  * brokers, and runs its services' handlers (docs/api.md#meshnode).
  */
 import { EventEmitter } from 'node:events';
-import { MeshError, isErrorCode } from '../errors.ts';
+import { ErrorCodes, MeshError, isErrorCode } from '../errors.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
 import { resolveSuite } from '../crypto/suites.ts';
 import type { SuiteName } from '../crypto/suites.ts';
@@ -387,7 +387,7 @@ export class MeshNode {
       // Every seed refused us outright (e.g. unknown key): no point waiting.
       this.#attemptWatcher = () => {
         const links = [...this.#links.values()];
-        const fatal = links.map((l) => l.lastError).filter((e) => e && (e.code === 'MESH_ERR_UNAUTHORIZED' || e.code === 'MESH_ERR_VERSION' || e.code === 'MESH_ERR_BAD_KEY'));
+        const fatal = links.map((l) => l.lastError).filter((e) => e && ErrorCodes[e.code].refusal);
         if (fatal.length === links.length && fatal[0]) done(fatal[0]);
       };
       if (signal?.aborted) return onAbort();

@@ -11,7 +11,7 @@
  * envelopes (bounded), decoded and validated, then handed to `onMessage`.
  * PING is answered with PONG here; any frame counts as a sign of life.
  */
-import { MeshError } from '../errors.ts';
+import { ErrorCodes, MeshError, isErrorCode } from '../errors.ts';
 import { FramedSocket } from '../framing/framed-socket.ts';
 import { connectSocket } from '../framing/connect-socket.ts';
 import { MAX_FRAME_LENGTH } from '../framing/frame-encoder.ts';
@@ -41,15 +41,6 @@ export const DEFAULT_HANDSHAKE_TIMEOUT = 5000;
  */
 export const HANDSHAKE_MAX_FRAME = 2048;
 
-/** ERROR codes that, sent without a request id, end the connection. */
-export const FATAL_ERROR_CODES: ReadonlySet<string> = new Set([
-  'MESH_ERR_PROTOCOL',
-  'MESH_ERR_UNAUTHORIZED',
-  'MESH_ERR_FRAME_TOO_LARGE',
-  'MESH_ERR_ENVELOPE_TOO_LARGE',
-  'MESH_ERR_BACKPRESSURE',
-  'MESH_ERR_LIMIT',
-]);
 
 /** Callbacks of a Connection, called with the connection as `this`-free arguments. */
 export interface ConnectionHandlers {
@@ -358,9 +349,8 @@ export class Connection {
       case 'PONG':
         return;
       case 'ERROR':
-        if (message.id === undefined && FATAL_ERROR_CODES.has(message.code)) {
-          const code = message.code as ConstructorParameters<typeof MeshError>[0];
-          this.#fail(new MeshError(code, `peer closed the connection: ${message.text}`, { retryable: message.retryable }));
+        if (message.id === undefined && isErrorCode(message.code) && ErrorCodes[message.code].closesLink) {
+          this.#fail(new MeshError(message.code, `peer closed the connection: ${message.text}`, { retryable: message.retryable }));
           return;
         }
         break;

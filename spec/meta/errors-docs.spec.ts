@@ -16,13 +16,21 @@ function tableRows(markdown: string): Map<string, string[]> {
   return rows;
 }
 
-test('docs/errors.md lists every code with its retryable and wire flags, and nothing else', () => {
+test('docs/errors.md lists every code with its retryable, wire, closes and refusal flags, and nothing else', () => {
   const rows = tableRows(doc('errors.md'));
   assert.deepEqual([...rows.keys()].sort(), Object.keys(ErrorCodes).sort());
   for (const [code, info] of Object.entries(ErrorCodes)) {
-    const [retryable, wire] = rows.get(code)!;
+    const [retryable, wire, closes, refusal] = rows.get(code)!;
     assert.equal(retryable, info.retryable ? 'yes' : 'no', `${code} retryable`);
     assert.equal(wire, info.wire ? 'yes' : 'no', `${code} wire`);
+    assert.equal(closes, info.closesLink ? 'yes' : 'no', `${code} closes`);
+    assert.equal(refusal, info.refusal ? 'yes' : 'no', `${code} refusal`);
+  }
+});
+
+test('a refusal is never retryable', () => {
+  for (const [code, info] of Object.entries(ErrorCodes)) {
+    if (info.refusal) assert.equal(info.retryable, false, `${code} is a refusal, so it is not retryable`);
   }
 });
 
@@ -33,7 +41,11 @@ test("docs/protocol.md's error table lists exactly the wire codes", () => {
   const rows = tableRows(section.slice(0, section.indexOf('\n## ', 5) > 0 ? section.indexOf('\n## ', 5) : undefined));
   const wire = Object.entries(ErrorCodes).filter(([, i]) => i.wire).map(([c]) => c);
   assert.deepEqual([...rows.keys()].sort(), wire.sort());
-  for (const code of wire) assert.equal(rows.get(code)![0], ErrorCodes[code as keyof typeof ErrorCodes].retryable ? 'yes' : 'no', `${code} retryable`);
+  for (const code of wire) {
+    const info = ErrorCodes[code as keyof typeof ErrorCodes];
+    assert.equal(rows.get(code)![0], info.retryable ? 'yes' : 'no', `${code} retryable`);
+    assert.equal(rows.get(code)![1], info.closesLink ? 'yes' : 'no', `${code} closes`);
+  }
 });
 
 test('MeshError carries code, retryable default, override and cause', () => {
