@@ -107,7 +107,7 @@ export function stopSignals(host: CliHost): StopSignals {
   };
 }
 
-/** Default deadline for `serve` and `request` to reach a first broker, ms. */
+/** Default deadline for `meshd request` to reach a first broker, ms (`meshd serve` has none: it keeps trying unless --connect-timeout is given). */
 export const DEFAULT_CONNECT_TIMEOUT = 5000;
 
 /** How long a finished broker or worker may linger before it is made to exit. */

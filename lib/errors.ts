@@ -35,7 +35,7 @@ export const ErrorCodes = {
   MESH_ERR_FRAME_TOO_LARGE: { retryable: false, wire: false, closesLink: true, refusal: false, summary: 'A frame length is over the negotiated maximum. The connection is closed as soon as the length is read.' },
   MESH_ERR_ENVELOPE_TOO_LARGE: { retryable: false, wire: true, closesLink: true, refusal: false, summary: 'An envelope (or its reassembly across segments) is over the maximum envelope size.' },
   MESH_ERR_BAD_KEY: { retryable: false, wire: false, closesLink: false, refusal: true, summary: 'A public or private key is malformed, all-zero or of low order (the Diffie-Hellman result would be all zeros).' },
-  MESH_ERR_KEY_FILE: { retryable: false, wire: false, closesLink: false, refusal: false, summary: 'A key file cannot be read or written, is malformed, or is readable by group or others.' },
+  MESH_ERR_KEY_FILE: { retryable: false, wire: false, closesLink: false, refusal: false, summary: 'A key file cannot be read or written, is malformed, or has a group or other permission bit set.' },
   MESH_ERR_BAD_ADDRESS: { retryable: false, wire: false, closesLink: false, refusal: false, summary: 'A broker address is not a valid mesh://KEY@HOST:PORT URL.' },
   MESH_ERR_CRYPTO: { retryable: false, wire: false, closesLink: false, refusal: false, summary: 'A cryptographic primitive failed or is unavailable (for example a nonce counter reached its limit, or the runtime lacks an algorithm).' },
   MESH_ERR_CONNECTION: { retryable: true, wire: false, closesLink: false, refusal: false, summary: 'The connection failed or was lost (refused, reset, closed by the peer).' },

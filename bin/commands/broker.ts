@@ -30,7 +30,7 @@ export interface BrokerArgs {
   readonly config?: string | undefined;
 }
 
-/** Largest payload a broker may be configured to accept: the envelope limit of wire protocol v1 is far above, so this is a sanity bound. */
+/** Largest payload a broker may be configured to accept: wire protocol v1 caps the HELLO's max-payload at 64 MiB (MAX_PAYLOAD_LIMIT in lib/protocol/hello.ts); a larger value would make every peer refuse the broker's HELLO. */
 const MAX_MAX_PAYLOAD = 64 * 1024 * 1024;
 
 /** The options a `--config` file may set, by type. */

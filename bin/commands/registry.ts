@@ -32,13 +32,14 @@ export interface RegistryAddArgs {
   readonly serve?: readonly string[] | undefined;
 }
 
+/** The flags that make up a new registry entry. */
+type EntryFlag = 'key' | 'key-file' | 'name' | 'role' | 'call' | 'serve';
+
 /**
  * The fields of the new entry are taken from flags only: MESHD_KEY and
  * MESHD_NAME name the broker's or a node's own key file and name, so an
  * exported one must not slip into a registry entry.
  */
-type EntryFlag = 'key' | 'key-file' | 'name' | 'role' | 'call' | 'serve';
-
 function flagValue<T>(ctx: CliContext, name: EntryFlag, value: T | undefined): T | undefined {
   return givenOnCommandLine(ctx, name) ? value : undefined;
 }

@@ -31,7 +31,7 @@ export interface HandshakePattern {
   readonly messages: readonly (readonly MessageToken[])[];
 }
 
-/** The patterns in the spec's notation. Arrows alternate starting with `->`. */
+/** The patterns in the spec's notation. The message arrows (after any `...` pre-messages) alternate starting with `->`. */
 const PATTERN_NOTATION = {
   // One-way.
   N: '<- s ... -> e, es',

@@ -18,10 +18,10 @@ import { SymmetricState } from './symmetric-state.ts';
 const EMPTY = new Uint8Array(0);
 
 /** Options for {@link HandshakeState.initialize}. Give `protocolName`, or `pattern` and `hash`. */
-export interface HandshakeOptions {
+export interface HandshakeStateOptions {
   /** A full protocol name, e.g. `Noise_XK_25519_ChaChaPoly_SHA256`. */
   readonly protocolName?: string;
-  /** The pattern (by name or as data), when `protocolName` is not given. */
+  /** The pattern, by name or as data, when `protocolName` is not given. Data must carry a built-in pattern's name (its tokens are used as given). */
   readonly pattern?: PatternName | HandshakePattern;
   /** The hash function, when `protocolName` is not given. Default `SHA256`. */
   readonly hash?: HashName;
@@ -69,7 +69,7 @@ export class HandshakeState {
   #failed: MeshError | null = null;
   #split = false;
 
-  private constructor(options: HandshakeOptions) {
+  private constructor(options: HandshakeStateOptions) {
     if (typeof options !== 'object' || options === null) throw handshakeError('HandshakeState.initialize() needs an options object');
     if (typeof options.initiator !== 'boolean') throw handshakeError('HandshakeState.initialize(): `initiator` must be true or false');
     this.#suite = options.suite ?? defaultSuite();
@@ -87,7 +87,7 @@ export class HandshakeState {
       this.#pattern = typeof options.pattern === 'string' ? getHandshakePattern(options.pattern) : options.pattern;
       hash = options.hash ?? 'SHA256';
       this.#protocolName = formatProtocolName(this.#pattern, hash);
-      parseProtocolName(this.#protocolName); // validates the hash name
+      parseProtocolName(this.#protocolName); // validates the hash name, and refuses a pattern whose name is not built in
     }
     this.#initiator = options.initiator;
     this.#s = options.s === undefined ? null : checkKeyPair(options.s, 'static key pair (s)');
@@ -111,7 +111,7 @@ export class HandshakeState {
    * needs but was not given (or was given but is never used), and
    * MESH_ERR_BAD_KEY for a malformed key.
    */
-  static initialize(options: HandshakeOptions): HandshakeState {
+  static initialize(options: HandshakeStateOptions): HandshakeState {
     return new HandshakeState(options);
   }
 
@@ -216,8 +216,10 @@ export class HandshakeState {
    * Reads the next handshake message and returns its payload. Throws
    * MESH_ERR_HANDSHAKE when out of turn, over or failed, or the message has
    * the wrong length; MESH_ERR_DECRYPT when it fails authentication (tampered,
-   * or encrypted to another key); MESH_ERR_BAD_KEY for a low-order key. Any
-   * failure is final: the handshake cannot continue.
+   * or encrypted to another key); MESH_ERR_BAD_KEY for a low-order key. A
+   * failure while processing the message is final (the handshake cannot
+   * continue); a call out of turn or with something other than a Uint8Array
+   * only throws.
    */
   readMessage(message: Uint8Array): Uint8Array {
     this.#assertUsable('read');

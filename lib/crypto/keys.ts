@@ -1,7 +1,7 @@
 /**
  * X25519 static keys: generation, the text form (base64url, 43 characters,
  * no padding; a party's public key is its id) and private key files (JSON,
- * mode 0600, refused when readable by group or others).
+ * mode 0600, refused when any group or other permission bit is set).
  */
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';

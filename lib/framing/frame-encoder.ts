@@ -3,10 +3,11 @@
  * `uint16 BE length` followed by that many body bytes. The encoder is a pure
  * codec: no I/O, no module-level mutable state.
  *
- * The hot path does not use {@link encodeFrame}: `FramedSocket.writeFrame`
- * writes {@link frameHeader} and the body as two buffers inside
- * `cork()`/`uncork()`, so the body is never copied and Node issues one
- * `writev` for the pair.
+ * The hot path does not use {@link encodeFrame}: `FramedSocket.writeFrames`
+ * writes each frame's 2-byte header (with {@link writeFrameHeader}, all the
+ * headers of a batch in one buffer) and its body as separate buffers inside
+ * `cork()`/`uncork()`, so bodies are never copied and Node issues one
+ * `writev` per batch.
  */
 
 import { MeshError } from '../errors.ts';

@@ -1,9 +1,10 @@
 /**
  * FramedSocket: a `net.Socket` that sends and receives frames
  * (docs/protocol.md#3-framing) and enforces the outbound backpressure bounds
- * (docs/limits.md#connections-every-party). This is the one
- * place in meshd that touches a socket; the layers above see frames, an
- * unframed prefix (the preamble) and one close report.
+ * (docs/limits.md#connections-every-party). With connect-socket.ts and
+ * listener.ts (which only open and accept sockets), this is the only code in
+ * meshd that touches a socket; the layers above see frames, an unframed
+ * prefix (the preamble) and one close report.
  *
  * Handlers are plain callbacks, not events, to keep the hot path short.
  */
@@ -175,7 +176,6 @@ export class FramedSocket {
     socket.on('data', this.#onData);
   }
 
-  /** True once close began for any reason (writes are then ignored). */
   /** Limit for inbound frames not yet started (see FrameDecoder.maxFrameLength). */
   get maxFrameLength(): number {
     return this.#decoder.maxFrameLength;
@@ -185,6 +185,7 @@ export class FramedSocket {
     this.#decoder.maxFrameLength = value;
   }
 
+  /** True once close began for any reason (writes are then ignored and return false). */
   get closed(): boolean {
     return this.#closing;
   }

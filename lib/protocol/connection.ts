@@ -44,7 +44,11 @@ export const HANDSHAKE_MAX_FRAME = 2048;
 
 /** Callbacks of a Connection, called with the connection as `this`-free arguments. */
 export interface ConnectionHandlers {
-  /** A validated message (PING/PONG are handled inside and not passed on). */
+  /**
+   * A validated message. PING, PONG and a connection-level ERROR whose code
+   * closes the link (ErrorCodes[code].closesLink) are handled inside and not
+   * passed on: the latter ends the connection and arrives as onClose's error.
+   */
   onMessage(message: Message, connection: Connection): void;
   /** Called once when the connection is closed; `undefined` after a clean local close. */
   onClose(error: MeshError | undefined, connection: Connection): void;
@@ -81,7 +85,7 @@ export interface ConnectionOptions {
   readonly heartbeat?: HeartbeatSettings | undefined;
   /** Largest payload this side accepts (default 1 MiB). */
   readonly maxPayload?: number | undefined;
-  /** Handshake deadline in ms (default 5000). */
+  /** Deadline of the TCP connect plus the handshake (a TCP connect that runs out of time fails with MESH_ERR_TIMEOUT, the handshake with MESH_ERR_HANDSHAKE_TIMEOUT) in ms (default 5000). */
   readonly handshakeTimeout?: number | undefined;
   /** Aborts the handshake (not an established connection). */
   readonly signal?: AbortSignal | undefined;
@@ -246,7 +250,8 @@ export class Connection {
 
   /**
    * Tells the heartbeat whether requests are in flight on this connection:
-   * fast pings and a 600 ms death sentence while they are, slow pings idle.
+   * fast pings and the negotiated dead timeout (600 ms by default) while
+   * they are, slow pings idle.
    */
   setActive(active: boolean): void {
     if (this.#closed || active === this.#heartbeat.active) return;
@@ -276,9 +281,13 @@ export class Connection {
   }
 
   /**
-   * Closes the connection (idempotent). Without an error, queued messages are
-   * flushed first; with one, the socket is destroyed at once. `notify`
-   * sends the error to the peer as a connection-level ERROR first.
+   * Closes the connection (idempotent). Without an error: queued messages are
+   * flushed, then the socket is ended gracefully. With an error and `notify`:
+   * the error is queued as a connection-level ERROR after what is already
+   * queued, everything is flushed, and the socket is ended gracefully so the
+   * ERROR reaches the peer. With an error and no `notify`: queued messages
+   * are dropped and the socket is destroyed at once. With an error, onClose
+   * reports it.
    */
   close(error?: MeshError, options: { notify?: boolean } = {}): void {
     if (this.#closed) return;

@@ -36,7 +36,7 @@ export interface HandshakeResult {
 }
 
 /** Options common to both sides. */
-export interface HandshakeOptions {
+export interface HandshakeSideOptions {
   readonly suite: CryptoSuite;
   /** This side's static key pair. */
   readonly keyPair: KeyPair;
@@ -48,13 +48,13 @@ export interface HandshakeOptions {
 
 /** Initiator side: knows the responder's static key before it starts. */
 export class InitiatorHandshake {
-  readonly #options: HandshakeOptions;
+  readonly #options: HandshakeSideOptions;
   readonly #preamble = encodePreamble();
   readonly #noise: HandshakeState;
   #step: 'start' | 'preamble' | 'msg2' | 'done' = 'start';
   #remoteHello: Hello | undefined;
 
-  constructor(options: HandshakeOptions & { readonly remoteKey: Uint8Array }) {
+  constructor(options: HandshakeSideOptions & { readonly remoteKey: Uint8Array }) {
     this.#options = options;
     this.#noise = HandshakeState.initialize({
       protocolName: NOISE_PROTOCOL,
@@ -99,12 +99,12 @@ export class InitiatorHandshake {
 
 /** Responder side: learns the initiator's static key from message 3. */
 export class ResponderHandshake {
-  readonly #options: HandshakeOptions;
+  readonly #options: HandshakeSideOptions;
   #noise: HandshakeState | undefined;
   #step: 'preamble' | 'msg1' | 'msg3' | 'done' = 'preamble';
   #remoteHello: Hello | undefined;
 
-  constructor(options: HandshakeOptions) {
+  constructor(options: HandshakeSideOptions) {
     this.#options = options;
   }
 

@@ -38,7 +38,7 @@ export interface Hello {
   readonly role: RoleName;
   /** Human name of the party (the registry's name wins on a broker). */
   readonly name?: string | undefined;
-  /** Random per process start; required from brokers. */
+  /** Random per process start; brokers send it (not checked on receipt, nor used yet). */
   readonly bootId?: Uint8Array | undefined;
   readonly version: { readonly major: number; readonly minor: number };
   readonly heartbeat: HeartbeatSettings;

@@ -68,7 +68,7 @@ export const MAX_DISPATCHED = 1024;
 export const MAX_BROKERS = 256;
 /** Most addresses per broker. */
 export const MAX_ADDRESSES = 8;
-/** Highest incarnation number (integers past 2^32 would be encoded as floats, which headers refuse). */
+/** Highest incarnation number: a rule of wire protocol v1 (`incarnation = uint .le 4294967295`, docs/protocol.md#header-keys); header CBOR itself could carry up to 2^53 - 1. */
 export const MAX_INCARNATION = 2 ** 32 - 1;
 /** Highest attempt number. */
 export const MAX_ATTEMPT = 255;
@@ -84,7 +84,7 @@ export const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/;
 export interface BrokerInfo {
   /** The broker's static public key (its id). */
   readonly id: Uint8Array;
-  /** `host:port` strings it listens on. */
+  /** `host:port` strings it announces (its advertised address, else its listen address). */
   readonly addresses: readonly string[];
   /** Random per process start. */
   readonly bootId: Uint8Array;
@@ -148,7 +148,7 @@ export interface ErrorMessage {
   readonly text: string;
   readonly to?: Uint8Array | undefined;
 }
-/** W→B: cannot take this request now; re-dispatch it. */
+/** W→B: cannot take this request now; re-dispatch it. B→C: handed back before any worker saw it; resend elsewhere. */
 export interface RefusedMessage { readonly type: 'REFUSED'; readonly id: Uint8Array }
 /** Liveness probe. */
 export interface PingMessage { readonly type: 'PING' }

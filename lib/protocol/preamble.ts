@@ -35,7 +35,7 @@ export function decodePreamble(bytes: Uint8Array): Preamble {
 
 /**
  * Fails with MESH_ERR_VERSION when the peer's major version differs, naming
- * both: "the broker speaks v2, this node speaks v1".
+ * both, e.g. "the responder speaks wire protocol v2.0, this side speaks v1.0".
  */
 export function checkVersion(remote: Preamble, peerName = 'the peer', local: Preamble = PROTOCOL_VERSION): void {
   if (remote.major !== local.major) {
