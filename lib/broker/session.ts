@@ -1,31 +1,18 @@
 /**
  * One authenticated connection at a broker: who it is (key, registry entry),
- * what it offers, and the requests in flight on it as a worker.
+ * what it offers as a worker, and the DISPATCHED entries waiting for the end
+ * of the turn as a client. The requests it sent or runs are tracked by the
+ * PendingTable, by session id.
  */
+import { ErrorCodes } from '../errors.ts';
+import type { ErrorCode } from '../errors.ts';
 import type { Connection } from '../protocol/connection.ts';
-import type { Dispatch, RequestMessage } from '../protocol/messages.ts';
+import type { Dispatch } from '../protocol/messages.ts';
 import type { RegistryEntry } from './registry.ts';
-
-/** A request the broker has accepted and not yet answered. */
-export interface PendingRequest {
-  /** `clientKey:idHex`: unique per client and request id. */
-  readonly reqKey: string;
-  /** The stamped request as it goes to workers (attempt and dup updated on resends). */
-  message: RequestMessage;
-  /** The client session to answer (the latest one the request arrived on). */
-  clientId: number;
-  /** The client's static key (base64url), to find it again after a reconnect. */
-  readonly clientKey: string;
-  /** Absolute deadline on the broker's clock (a resend may extend it). */
-  deadline: number;
-  /** The worker session it went to, when dispatched. */
-  workerId: number | undefined;
-  /** Refusals so far (bounded, so a request cannot bounce forever). */
-  refusals: number;
-}
 
 /** Per-connection state. */
 export class Session {
+  /** Unique per connection, never reused by this broker. */
   readonly id: number;
   readonly connection: Connection;
   /** Static key, base64url. */
@@ -36,10 +23,6 @@ export class Session {
   entry: RegistryEntry;
   /** Services this session offers as a worker. */
   readonly services = new Set<string>();
-  /** Requests dispatched to this session as a worker, by reqKey. */
-  readonly inflight = new Map<string, PendingRequest>();
-  /** Pending requests this session sent as a client (reqKeys; a resend through another session moves them there). */
-  readonly sent = new Set<string>();
   /** DISPATCHED entries waiting for the end of the turn (as a client). */
   dispatched: Dispatch[] = [];
   /** Resolves when the connection has closed. */
@@ -61,5 +44,10 @@ export class Session {
   /** Name used in stamps and logs: the registry's. */
   get name(): string {
     return this.entry.name;
+  }
+
+  /** Sends an ERROR with `code` (retryable as ErrorCodes says), about request `id` when given. */
+  sendError(code: ErrorCode, text: string, id?: Uint8Array): void {
+    this.connection.send({ type: 'ERROR', id, code, retryable: ErrorCodes[code].retryable, text });
   }
 }

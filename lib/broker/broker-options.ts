@@ -1,0 +1,51 @@
+/**
+ * The options of `Broker.start` (docs/api.md#broker, docs/limits.md#broker).
+ */
+import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
+import type { SuiteName } from '../crypto/suites.ts';
+import type { ChannelOptions } from '../protocol/connection.ts';
+import type { BrokerEvent } from './broker-event.ts';
+import type { Registry } from './registry.ts';
+import type { QueueLimits } from './service-table.ts';
+
+/** Options of `Broker.start`. */
+export interface BrokerOptions extends Omit<ChannelOptions, 'suite'> {
+  /** Crypto suite: `'node'` (node:crypto), `'noble'` (pure JS) or a suite object (default: node where the runtime supports it). */
+  readonly suite?: SuiteName | CryptoSuite | undefined;
+  /** The broker's static key pair, or the path of its key file. */
+  readonly key: KeyPair | string;
+  /** Registry: a parsed Registry, or the path of the YAML file (watched and reloaded). */
+  readonly registry: Registry | string;
+  /** Listen host (default 127.0.0.1). */
+  readonly host?: string | undefined;
+  /** Listen port (default 0: any free port). */
+  readonly port?: number | undefined;
+  /** Name in HELLO and logs (default "broker"). */
+  readonly name?: string | undefined;
+  /** Most handshakes in progress at once (default 256); more are dropped at accept. */
+  readonly maxHandshakes?: number | undefined;
+  /**
+   * Most established connections (default 10 000): while this many are up,
+   * new connections are dropped at accept (handshakes already in progress
+   * may still complete).
+   */
+  readonly maxConnections?: number | undefined;
+  /** Most requests one client key may have pending at this broker (default 10 000). */
+  readonly maxPendingPerClient?: number | undefined;
+  /** Per-service queue bounds. */
+  readonly queue?: Partial<QueueLimits> | undefined;
+  /** Longest wait for in-flight replies when draining, ms (default 5000). */
+  readonly drainTimeout?: number | undefined;
+  /** Peer brokers to join, as `mesh://KEY@host:port` URLs (docs/architecture.md#the-broker-mesh). */
+  readonly peers?: readonly string[] | undefined;
+  /** Quorum round interval, ms (default 1000). */
+  readonly gossipInterval?: number | undefined;
+  /** How long dead and leaving brokers are remembered, ms (default 30 000). */
+  readonly tombstone?: number | undefined;
+  /** `host:port` announced to peers and nodes (default: the listen address). */
+  readonly advertise?: string | undefined;
+  /** Receives broker events (for logs); must not throw. */
+  readonly onEvent?: ((event: BrokerEvent) => void) | undefined;
+  /** Monotonic clock, ms (default performance.now). */
+  readonly now?: (() => number) | undefined;
+}
