@@ -5,7 +5,7 @@
  */
 
 import { constants } from 'node:os';
-import { isIPv6 } from 'node:net';
+import { checkHostPort } from '../lib/index.ts';
 import type { CliHost, HostSignal } from './context.ts';
 
 /** A listen address, from `HOST:PORT` or `[IPV6]:PORT`. */
@@ -15,29 +15,16 @@ export interface ListenAddress {
   readonly port: number;
 }
 
-const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/;
-
-/** Parses `--listen`: the address, or a message saying what is wrong. */
-export function parseListen(text: string): ListenAddress | string {
-  const expected = 'expected HOST:PORT or [IPV6]:PORT, e.g. 127.0.0.1:4222, 0.0.0.0:4222 or [::1]:4222 (port 0: any free port)';
-  let host: string;
-  let portText: string;
-  const bracketed = /^\[([^\]]*)\]:(.*)$/.exec(text);
-  if (bracketed) {
-    host = bracketed[1] ?? '';
-    portText = bracketed[2] ?? '';
-    if (!isIPv6(host)) return `--listen '${text}': '${host}' in brackets is not an IPv6 address; ${expected}`;
-  } else {
-    const colon = text.lastIndexOf(':');
-    if (colon < 0) return `--listen '${text}' has no port; ${expected}`;
-    host = text.slice(0, colon);
-    portText = text.slice(colon + 1);
-    if (host.includes(':')) return `--listen '${text}': put an IPv6 address in brackets, e.g. [${host}]:${portText}`;
-    if (host === '') return `--listen '${text}' has no host (use 0.0.0.0 for every IPv4 interface, [::] for every interface); ${expected}`;
-    if (!HOST_NAME.test(host)) return `--listen '${text}': '${host}' is not a host name or IP address; ${expected}`;
-  }
-  if (!/^[0-9]{1,5}$/.test(portText) || Number(portText) > 65535) return `--listen '${text}': port '${portText}' is not an integer from 0 to 65535`;
-  return { host, port: Number(portText) };
+/**
+ * Parses `--listen` (or, with `flag`, another address option such as
+ * `--advertise`): the address, or a message saying what is wrong. The same
+ * HOST:PORT rules as broker addresses (checkHostPort), port 0 allowed.
+ */
+export function parseListen(text: string, flag = 'listen'): ListenAddress | string {
+  const checked = checkHostPort(text, { allowPortZero: true });
+  if (typeof checked !== 'string') return checked;
+  const hint = flag === 'listen' ? ', 0.0.0.0:4222 or [::1]:4222 (port 0: any free port)' : ' or [::1]:4222';
+  return `--${flag} '${text}': ${checked}; expected HOST:PORT or [IPV6]:PORT, e.g. 127.0.0.1:4222${hint}`;
 }
 
 /**

@@ -33,6 +33,10 @@ export type { KeyPair } from './crypto/crypto-suite.ts';
 export { parseBrokerAddress, formatBrokerAddress, BROKER_SCHEME } from './crypto/broker-address.ts';
 /** A parsed broker address and the parts to format one. */
 export type { BrokerAddress, BrokerAddressParts } from './crypto/broker-address.ts';
+/** `HOST:PORT` (listen, advertised and announced addresses): the one parser. */
+export { checkHostPort, parseHostPort, formatHostPort } from './protocol/host-port.ts';
+/** A host and port, and the parser's options. */
+export type { HostPort, HostPortOptions } from './protocol/host-port.ts';
 
 /** The crypto suites a broker or node can be told to use (`suite` option): `node` (node:crypto) or `noble` (pure JS). */
 export { SUITE_NAMES } from './crypto/suites.ts';
@@ -79,7 +83,7 @@ export type { RequestOptions } from './node/requester.ts';
 /** Default handlers run at once per service (16). */
 export { DEFAULT_CONCURRENCY } from './node/service-runner.ts';
 /** Handler types of `serve` and `requests`. */
-export type { Handler, HandlerResult, IncomingRequest, ServeOptions } from './node/service-runner.ts';
+export type { Handler, HandlerResult, IncomingRequest, ServeOptions, ServiceHandle } from './node/service-runner.ts';
 /** Reply cache bounds (`replyCache` option). */
 export { DEFAULT_REPLY_CACHE_LIMITS } from './node/reply-cache.ts';
 /** Reply cache bounds type. */

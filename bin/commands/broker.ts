@@ -187,8 +187,8 @@ export const broker: MeshdCommand<BrokerArgs> = {
           integerProblem('gossip-interval', argv['gossip-interval'], 50, 60_000);
         if (problem) return problem;
         if (argv.advertise !== undefined) {
-          const advertise = parseListen(String(argv.advertise));
-          if (typeof advertise === 'string') return advertise.replace(/listen/g, 'advertise');
+          const advertise = parseListen(String(argv.advertise), 'advertise');
+          if (typeof advertise === 'string') return advertise;
           if (advertise.port === 0) return '--advertise needs a real port, not 0';
         }
         return problem ?? true;

@@ -16,8 +16,7 @@ import { Connection } from '../protocol/connection.ts';
 import type { HeartbeatSettings, RoleName } from '../protocol/hello.ts';
 import type { Message } from '../protocol/messages.ts';
 import { backoffDelay, REFUSED_RECONNECT_MAX_MS } from '../protocol/backoff.ts';
-
-export { RECONNECT_MIN_MS, RECONNECT_MAX_MS, REFUSED_RECONNECT_MAX_MS, backoffDelay } from '../protocol/backoff.ts';
+import type { ClientLink, WorkerLink } from './link.ts';
 
 /** Settings shared by every link of a node. */
 export interface LinkSettings {
@@ -32,7 +31,7 @@ export interface LinkSettings {
 }
 
 /** What a link reports to its node. */
-export interface LinkEvents {
+interface LinkEvents {
   onUp(link: BrokerLink): void;
   onDown(link: BrokerLink, error: MeshError | undefined): void;
   onMessage(link: BrokerLink, message: Message): void;
@@ -41,10 +40,10 @@ export interface LinkEvents {
 }
 
 /** State of a link. */
-export type LinkState = 'connecting' | 'up' | 'backoff' | 'closed';
+type LinkState = 'connecting' | 'up' | 'backoff' | 'closed';
 
-/** A link to one broker. */
-export class BrokerLink {
+/** A link to one broker: what the requester and the service runner use of it is in link.ts. */
+export class BrokerLink implements ClientLink, WorkerLink {
   readonly address: BrokerAddress;
   /** The broker's key, base64url. */
   readonly key: string;

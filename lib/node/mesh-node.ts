@@ -20,9 +20,11 @@ import { BrokerLink } from './broker-link.ts';
 import type { LinkSettings } from './broker-link.ts';
 import { Requester } from './requester.ts';
 import type { RequestOptions } from './requester.ts';
-import { ServiceRunner } from './service-runner.ts';
-import type { Handler, IncomingRequest, ServeOptions } from './service-runner.ts';
+import { RequestNotTaken, ServiceRunner } from './service-runner.ts';
+import type { Handler, IncomingRequest, ServeOptions, ServiceHandle } from './service-runner.ts';
 import type { ReplyCacheLimits } from './reply-cache.ts';
+import { systemClock } from './clock.ts';
+import type { ClientPool, WorkerPool } from './link.ts';
 
 /** Default deadline of {@link MeshNode.connect} to reach a first broker, ms. */
 const DEFAULT_CONNECT_TIMEOUT = 5000;
@@ -87,7 +89,7 @@ export class MeshNode {
 
   private constructor(options: MeshNodeOptions, keyPair: KeyPair, seeds: BrokerAddress[]) {
     this.#options = options;
-    const now = options.now ?? (() => performance.now());
+    const clock = systemClock(options.now);
     this.#settings = {
       keyPair,
       suite: resolveSuite(options.suite),
@@ -98,7 +100,7 @@ export class MeshNode {
       handshakeTimeout: options.handshakeTimeout,
       random: options.random ?? Math.random,
     };
-    const pool = {
+    const pool: ClientPool & WorkerPool = {
       healthy: () => [...this.#links.values()].filter((l) => l.healthy),
       up: () => [...this.#links.values()].filter((l) => l.up),
       find: (broker: string) => this.#links.get(broker) ?? [...this.#links.values()].find((l) => l.address.url === broker),
@@ -107,8 +109,8 @@ export class MeshNode {
         return () => this.#healthyWaiters.delete(callback);
       },
     };
-    this.#requester = new Requester(pool, now);
-    this.#runner = new ServiceRunner(pool, now, options.replyCache);
+    this.#requester = new Requester(pool, clock);
+    this.#runner = new ServiceRunner(pool, clock, options.replyCache);
     for (const address of seeds) this.#addLink(address, true);
   }
 
@@ -163,21 +165,24 @@ export class MeshNode {
   }
 
   /**
-   * Offers a service. The handler gets `{ id, payload, sender, attempt, dup }`
-   * and returns bytes or a string (or a promise of them); a thrown error
-   * reaches the client as MESH_ERR_HANDLER with its message. At most
-   * `concurrency` (default 16) requests run at once.
+   * Offers a service. The handler gets `{ id, payload, sender, attempt, dup,
+   * service, ttl, signal }` and returns bytes or a string (or a promise of
+   * them); a thrown error reaches the client as MESH_ERR_HANDLER with its
+   * message. At most `concurrency` (default 16) requests run at once.
+   * The returned handle's `close()` (or `await using`), or aborting
+   * `options.signal`, withdraws the service; an already aborted signal
+   * throws MESH_ERR_ABORTED.
    */
-  serve(service: string, handler: Handler, options: ServeOptions = {}): { close(): Promise<void> } {
+  serve(service: string, handler: Handler, options: ServeOptions = {}): ServiceHandle {
     if (this.#closing) throw new MeshError('MESH_ERR_CLOSED', 'node is closed');
     if (!SERVICE_NAME.test(service)) throw new MeshError('MESH_ERR_CONFIG', `invalid service name ${JSON.stringify(service)}`);
-    this.#runner.add(service, handler, options);
-    return { close: () => this.#runner.remove(service) };
+    return this.#runner.add(service, handler, options);
   }
 
   /**
    * Offers a service as an async iterator of requests, each answered with
-   * `reply(bytes)` or `fail(error)`. Leaving the loop withdraws the service.
+   * `reply(bytes)` or `fail(error)`. Leaving the loop, or aborting
+   * `options.signal` (which also ends the loop), withdraws the service.
    */
   requests(service: string, options: ServeOptions = {}): AsyncIterableIterator<IncomingRequest & { reply(payload: Uint8Array | string): void; fail(error: Error): void }> {
     type Item = IncomingRequest & { reply(payload: Uint8Array | string): void; fail(error: Error): void };
@@ -188,19 +193,39 @@ export class MeshNode {
       service,
       (request) =>
         new Promise<Uint8Array | string>((resolve, reject) => {
-          const item: Item = { ...request, reply: resolve, fail: reject };
+          // Listed, not spread: a spread would read `signal` (and start its timer) for every request.
+          const item: Item = {
+            id: request.id,
+            payload: request.payload,
+            sender: request.sender,
+            attempt: request.attempt,
+            dup: request.dup,
+            service: request.service,
+            ttl: request.ttl,
+            get signal() {
+              return request.signal;
+            },
+            reply: resolve,
+            fail: reject,
+          };
           const w = waiting.shift();
           if (w) w({ value: item, done: false });
           else ready.push(item);
         }),
       options,
     );
+    const signal = options.signal;
+    const onAbort = (): void => void finish();
+    signal?.addEventListener('abort', onAbort, { once: true });
     const finish = async (): Promise<IteratorResult<Item>> => {
       if (!done) {
         done = true;
-        for (const item of ready.splice(0)) item.fail(new MeshError('MESH_ERR_DRAINING', 'service withdrawn'));
+        signal?.removeEventListener('abort', onAbort);
+        // Withdraw first (CANCEL), so the requests handed back below are not sent here again.
+        const closed = handle.close();
+        for (const item of ready.splice(0)) item.fail(new RequestNotTaken(`${service} withdrawn before the request was pulled`));
         for (const w of waiting.splice(0)) w({ value: undefined, done: true });
-        await handle.close();
+        await closed;
       }
       return { value: undefined, done: true };
     };
@@ -226,15 +251,19 @@ export class MeshNode {
   /**
    * Closes the node (idempotent): pending requests reject with
    * MESH_ERR_CLOSED, handlers still running get up to `closeTimeout` ms to
-   * finish and send their replies, then every link closes.
+   * finish and send their replies; then the signals of those still running
+   * abort with MESH_ERR_CLOSED and every link closes.
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#requester.close();
       let timer: NodeJS.Timeout | undefined;
-      const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#options.closeTimeout ?? 2000)));
+      const closeTimeout = this.#options.closeTimeout ?? 2000;
+      const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, closeTimeout)));
       await Promise.race([this.#runner.drain(), limit]);
       clearTimeout(timer);
+      // Handlers still running past closeTimeout are no longer waited for (none when drain won).
+      this.#runner.abortRunning(new MeshError('MESH_ERR_CLOSED', `node closed after waiting ${closeTimeout} ms for the handler`));
       for (const link of this.#links.values()) link.close();
       this.#healthyWaiters.clear();
     })();

@@ -25,7 +25,7 @@ export interface ReplyCacheLimits {
 export const DEFAULT_REPLY_CACHE_LIMITS: ReplyCacheLimits = { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, maxAgeMs: 60_000 };
 
 /** One execution: running (with the paths to answer on) or finished. */
-export interface CacheEntry<P> {
+interface CacheEntry<P> {
   readonly key: string;
   /** Return paths, newest last; the reply goes to the newest one still usable. */
   readonly paths: P[];
@@ -101,9 +101,11 @@ export class ReplyCache<P> {
     return entry;
   }
 
-  /** Drops a running entry without an outcome (e.g. the execution was abandoned). */
-  abandon(key: string): void {
+  /** Drops a running entry without an outcome (e.g. the execution was abandoned); returns it, with its paths. */
+  abandon(key: string): CacheEntry<P> | undefined {
+    const entry = this.#running.get(key);
     this.#running.delete(key);
+    return entry;
   }
 
   #expire(now: number): void {

@@ -10,7 +10,8 @@ import { MeshError, isErrorCode } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { Message } from '../protocol/messages.ts';
 import { MAX_ATTEMPT, SERVICE_NAME } from '../protocol/messages.ts';
-import type { BrokerLink } from './broker-link.ts';
+import type { ClientLink, ClientPool } from './link.ts';
+import type { Clock, TimerHandle } from './clock.ts';
 import { RetryBudget } from './retry-budget.ts';
 
 /** Options of one request. */
@@ -27,6 +28,8 @@ export interface RequestOptions {
   readonly broker?: string | undefined;
 }
 
+/** Longest delay a Node timer can wait, ms (about 24.8 days): the largest timeout a request may have. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Default request deadline, ms. */
 export const DEFAULT_REQUEST_TIMEOUT = 1000;
 /** Default retries. */
@@ -47,16 +50,6 @@ const HANDBACK_BACKOFF_MAX_MS = 250;
 /** How much shorter than the attempt timer the ttl sent with a non-final attempt is, at most, ms. */
 const TTL_MARGIN_MS = 25;
 
-/** The links a requester can use. */
-export interface LinkPool {
-  /** Healthy links, in a stable order. */
-  healthy(): BrokerLink[];
-  /** A link by broker key or URL, if known. */
-  find(broker: string): BrokerLink | undefined;
-  /** Calls back once when some link becomes healthy (or never). */
-  whenHealthy(callback: () => void): () => void;
-}
-
 interface Outstanding {
   readonly id: Uint8Array;
   readonly idHex: string;
@@ -71,9 +64,9 @@ interface Outstanding {
   dup: boolean;
   dispatched: boolean;
   hint: Uint8Array | undefined;
-  link: BrokerLink | undefined;
+  link: ClientLink | undefined;
   lastError: MeshError | undefined;
-  timer: NodeJS.Timeout | undefined;
+  timer: TimerHandle | undefined;
   cancelWait: (() => void) | undefined;
   resolve(payload: Buffer): void;
   reject(error: MeshError): void;
@@ -82,8 +75,8 @@ interface Outstanding {
 
 /** Sends requests and matches replies. */
 export class Requester {
-  readonly #pool: LinkPool;
-  readonly #now: () => number;
+  readonly #pool: ClientPool;
+  readonly #clock: Clock;
   readonly #budget: RetryBudget;
   readonly #outstanding = new Map<string, Outstanding>();
   /** `brokerKey service` → until when that broker is known to lack the service. */
@@ -91,10 +84,10 @@ export class Requester {
   #cursor = 0;
   #closed = false;
 
-  constructor(pool: LinkPool, now: () => number) {
+  constructor(pool: ClientPool, clock: Clock) {
     this.#pool = pool;
-    this.#now = now;
-    this.#budget = new RetryBudget(now());
+    this.#clock = clock;
+    this.#budget = new RetryBudget(clock.now());
   }
 
   /** Requests awaiting an answer. */
@@ -108,15 +101,19 @@ export class Requester {
     if (!SERVICE_NAME.test(service)) return Promise.reject(new MeshError('MESH_ERR_CONFIG', `invalid service name ${JSON.stringify(service)}`));
     const timeout = options.timeout ?? DEFAULT_REQUEST_TIMEOUT;
     const retries = options.retries ?? DEFAULT_RETRIES;
-    if (!(timeout > 0) || !Number.isInteger(retries) || retries < 0 || retries > MAX_ATTEMPT - 1) {
-      return Promise.reject(new MeshError('MESH_ERR_CONFIG', `invalid request options: timeout ${timeout}, retries ${retries}`));
+    const attemptTimeout = options.attemptTimeout;
+    const inTimerRange = (ms: unknown): boolean => typeof ms === 'number' && Number.isFinite(ms) && ms > 0 && ms <= MAX_TIMER_MS;
+    if (!inTimerRange(timeout) || !Number.isInteger(retries) || retries < 0 || retries > MAX_ATTEMPT - 1 || (attemptTimeout !== undefined && !inTimerRange(attemptTimeout))) {
+      return Promise.reject(
+        new MeshError('MESH_ERR_CONFIG', `invalid request options: timeout ${String(timeout)} and attemptTimeout ${String(attemptTimeout)} must be ms in (0, ${MAX_TIMER_MS}], retries ${String(retries)} an integer in 0..${MAX_ATTEMPT - 1}`),
+      );
     }
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(new MeshError('MESH_ERR_ABORTED', `request to ${service} aborted`, { cause: signal.reason }));
     return new Promise<Buffer>((resolve, reject) => {
       const id = randomBytes(16);
-      const now = this.#now();
-      const deadlineTimer = setTimeout(() => this.#finishWithError(o, new MeshError('MESH_ERR_TIMEOUT', `request to ${service} timed out after ${timeout} ms (${o.attempt} attempt${o.attempt === 1 ? '' : 's'}${o.lastError ? `; last: ${o.lastError.code}` : ''})`)), timeout);
+      const now = this.#clock.now();
+      const deadlineTimer = this.#clock.setTimeout(() => this.#finishWithError(o, new MeshError('MESH_ERR_TIMEOUT', `request to ${service} timed out after ${timeout} ms (${o.attempt} attempt${o.attempt === 1 ? '' : 's'}${o.lastError ? `; last: ${o.lastError.code}` : ''})`)), timeout);
       const onAbort = (): void => this.#finishWithError(o, new MeshError('MESH_ERR_ABORTED', `request to ${service} aborted`, { cause: signal?.reason }));
       signal?.addEventListener('abort', onAbort, { once: true });
       const o: Outstanding = {
@@ -140,7 +137,7 @@ export class Requester {
         resolve,
         reject,
         cleanup: () => {
-          clearTimeout(deadlineTimer);
+          this.#clock.clearTimeout(deadlineTimer);
           signal?.removeEventListener('abort', onAbort);
         },
       };
@@ -150,7 +147,7 @@ export class Requester {
   }
 
   /** Handles REPLY, ERROR, DISPATCHED and REFUSED from a broker. */
-  onMessage(link: BrokerLink, message: Message): void {
+  onMessage(link: ClientLink, message: Message): void {
     switch (message.type) {
       case 'REPLY': {
         const o = this.#outstanding.get(Buffer.from(message.id).toString('hex'));
@@ -200,14 +197,14 @@ export class Requester {
   }
 
   /** A link went down: every attempt on it is resent elsewhere, flagged dup. */
-  onLinkDown(link: BrokerLink, error: MeshError | undefined): void {
+  onLinkDown(link: ClientLink, error: MeshError | undefined): void {
     for (const o of [...this.#outstanding.values()]) {
       if (o.link === link) this.#retry(o, link, error ?? new MeshError('MESH_ERR_CONNECTION', 'broker connection lost'), true);
     }
   }
 
   /** A broker sent DRAIN: attempts on it that were not dispatched yet go elsewhere. */
-  onLinkDraining(link: BrokerLink): void {
+  onLinkDraining(link: ClientLink): void {
     for (const o of [...this.#outstanding.values()]) {
       if (o.link === link && !o.dispatched) this.#handback(o, new MeshError('MESH_ERR_DRAINING', 'broker is draining'));
     }
@@ -221,7 +218,7 @@ export class Requester {
 
   // ------------------------------------------------------------ internals
 
-  #pick(o: Outstanding, avoid: BrokerLink | undefined, tried: ReadonlySet<BrokerLink>): BrokerLink | undefined {
+  #pick(o: Outstanding, avoid: ClientLink | undefined, tried: ReadonlySet<ClientLink>): ClientLink | undefined {
     if (o.preferred !== undefined && o.attempt === 0) {
       const l = this.#pool.find(o.preferred);
       if (l?.healthy && !tried.has(l)) return l;
@@ -230,7 +227,7 @@ export class Requester {
     if (healthy.length === 0) return undefined;
     if (this.#noService.size > 0 && healthy.length > 1) {
       // Brokers that just said they lack this service go last (all of them: keep them all).
-      const now = this.#now();
+      const now = this.#clock.now();
       const having = healthy.filter((l) => (this.#noService.get(`${l.key} ${o.service}`) ?? 0) <= now);
       if (having.length > 0) healthy = having;
     }
@@ -239,8 +236,8 @@ export class Requester {
     return candidates[this.#cursor % candidates.length];
   }
 
-  #markNoService(link: BrokerLink, service: string): void {
-    const now = this.#now();
+  #markNoService(link: ClientLink, service: string): void {
+    const now = this.#clock.now();
     if (this.#noService.size >= MAX_NO_SERVICE_MARKS) {
       for (const [k, until] of this.#noService) if (until <= now) this.#noService.delete(k);
       if (this.#noService.size >= MAX_NO_SERVICE_MARKS) this.#noService.clear();
@@ -248,7 +245,7 @@ export class Requester {
     this.#noService.set(`${link.key} ${service}`, now + NO_SERVICE_AVOID_MS);
   }
 
-  #send(o: Outstanding, avoid: BrokerLink | undefined, tried: Set<BrokerLink> = new Set()): void {
+  #send(o: Outstanding, avoid: ClientLink | undefined, tried: Set<ClientLink> = new Set()): void {
     const link = this.#pick(o, avoid, tried);
     if (!link) {
       // No healthy broker now: wait for one until the deadline.
@@ -258,7 +255,7 @@ export class Requester {
       });
       return;
     }
-    const ttl = Math.floor(o.deadline - this.#now());
+    const ttl = Math.floor(o.deadline - this.#clock.now());
     if (ttl <= 0) return; // the deadline timer answers
     if (o.payload.length > link.peerMaxPayload) {
       this.#finishWithError(o, new MeshError('MESH_ERR_ENVELOPE_TOO_LARGE', `payload of ${o.payload.length} bytes is over the broker's limit of ${link.peerMaxPayload}`));
@@ -285,12 +282,12 @@ export class Requester {
       this.#send(o, link, tried);
       return;
     }
-    const timer = setTimeout(() => {
+    const timer = this.#clock.setTimeout(() => {
       // Decide after the input already waiting has been read (setImmediate
       // runs after this turn's socket reads): when this process was starved,
       // the overdue timer runs before the reads, and the reply or the
       // DISPATCHED that names the worker may be sitting right there.
-      setImmediate(() => {
+      this.#clock.setImmediate(() => {
         if (o.timer !== timer) return; // answered, or moved on, meanwhile
         o.timer = undefined;
         this.#retry(o, link, new MeshError('MESH_ERR_TIMEOUT', `attempt ${o.attempt} timed out after ${Math.round(attemptMs)} ms`), true);
@@ -300,7 +297,7 @@ export class Requester {
   }
 
   #detach(o: Outstanding): void {
-    if (o.timer) clearTimeout(o.timer);
+    this.#clock.clearTimeout(o.timer);
     o.timer = undefined;
     o.cancelWait?.();
     o.cancelWait = undefined;
@@ -309,13 +306,13 @@ export class Requester {
   }
 
   /** A failed attempt: resend elsewhere if retries, budget and deadline allow. */
-  #retry(o: Outstanding, from: BrokerLink, error: MeshError, mayHaveRun: boolean): void {
+  #retry(o: Outstanding, from: ClientLink, error: MeshError, mayHaveRun: boolean): void {
     if (o.link !== from) return; // an old attempt's news
     this.#detach(o);
     o.lastError = error;
     if (mayHaveRun || o.dispatched) o.dup = true;
-    const left = o.deadline - this.#now();
-    if (o.retriesLeft <= 0 || left <= 1 || o.attempt >= MAX_ATTEMPT || !this.#budget.tryRetry(this.#now())) {
+    const left = o.deadline - this.#clock.now();
+    if (o.retriesLeft <= 0 || left <= 1 || o.attempt >= MAX_ATTEMPT || !this.#budget.tryRetry(this.#clock.now())) {
       // Out of attempts. After an attempt timeout a late reply may still
       // come (it is matched by id on any broker): wait for the deadline.
       if (error.code === 'MESH_ERR_TIMEOUT' && left > 1) return;
@@ -332,7 +329,8 @@ export class Requester {
     this.#detach(o);
     o.lastError = error;
     if (o.dispatched) o.dup = true; // an earlier attempt reached a worker
-    if (++o.handbacks > MAX_HANDBACKS) {
+    // Attempt numbers end at MAX_ATTEMPT: a broker refuses a higher one as a protocol error.
+    if (++o.handbacks > MAX_HANDBACKS || o.attempt >= MAX_ATTEMPT) {
       this.#finishWithError(o, error);
       return;
     }
@@ -343,7 +341,7 @@ export class Requester {
     // Handed back again (every broker draining, or all just back from a
     // stall): back off a little, so the hand-backs spread over time instead
     // of being spent in a burst.
-    o.timer = setTimeout(() => {
+    o.timer = this.#clock.setTimeout(() => {
       o.timer = undefined;
       if (this.#outstanding.has(o.idHex)) this.#send(o, from);
     }, Math.min(HANDBACK_BACKOFF_MAX_MS, 10 * 2 ** (o.handbacks - 2)));

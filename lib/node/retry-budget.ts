@@ -7,7 +7,7 @@
  */
 
 /** Settings of a retry budget. */
-export interface RetryBudgetOptions {
+interface RetryBudgetOptions {
   /** Most tokens held (default 100). */
   readonly capacity: number;
   /** Tokens added per second (default 10). */
@@ -17,7 +17,7 @@ export interface RetryBudgetOptions {
 }
 
 /** Defaults: bursts of 100 retries, then 10/s plus 20 % of successes. */
-export const DEFAULT_RETRY_BUDGET: RetryBudgetOptions = { capacity: 100, refillPerSecond: 10, perSuccess: 0.2 };
+const DEFAULT_RETRY_BUDGET: RetryBudgetOptions = { capacity: 100, refillPerSecond: 10, perSuccess: 0.2 };
 
 /** A token bucket for retries. */
 export class RetryBudget {

@@ -4,12 +4,14 @@
  * free slots), dedups resent requests through the reply cache, and sends
  * each reply back through the broker the request came from, or any other
  * broker, addressed to the client's key, when that one is gone
- * (docs/api.md#offering-a-service).
+ * (docs/api.md#offering-a-service). Each handler gets an AbortSignal that
+ * aborts when the request's ttl runs out or the node stops waiting for it.
  */
-import { MeshError } from '../errors.ts';
+import { ErrorCodes, MeshError } from '../errors.ts';
 import { encodeKey } from '../crypto/keys.ts';
 import type { RequestMessage } from '../protocol/messages.ts';
-import type { BrokerLink } from './broker-link.ts';
+import type { Clock, TimerHandle } from './clock.ts';
+import type { WorkerLink, WorkerPool } from './link.ts';
 import { ReplyCache } from './reply-cache.ts';
 import type { Outcome, ReplyCacheLimits } from './reply-cache.ts';
 
@@ -27,8 +29,20 @@ export interface IncomingRequest {
   readonly dup: boolean;
   /** The service name. */
   readonly service: string;
-  /** Time left until the client's deadline when it arrived, ms. */
+  /**
+   * The request's ttl when it arrived, ms: the time the attempt that brought
+   * it may still take (for the client's last attempt, the time left until
+   * its deadline).
+   */
   readonly ttl: number;
+  /**
+   * Aborted when the answer is no longer awaited: with a MeshError
+   * `MESH_ERR_TIMEOUT` when the request's ttl runs out (a resend of the same
+   * request that reaches this execution pushes that later, to its own ttl),
+   * or `MESH_ERR_CLOSED` when the node closes and stops waiting for running
+   * handlers (`closeTimeout`). Never aborted once the handler has answered.
+   */
+  readonly signal: AbortSignal;
 }
 
 /** A handler's result: bytes or a string (sent as UTF-8). */
@@ -41,41 +55,87 @@ export type Handler = (request: IncomingRequest) => HandlerResult | Promise<Hand
 export interface ServeOptions {
   /** Most requests run at once (default 16). */
   readonly concurrency?: number | undefined;
+  /** Withdraws the service when aborted, as `close()` on its handle does. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** What `serve` returns: the way to withdraw the service. */
+export interface ServiceHandle {
+  /**
+   * Withdraws the service (CANCEL to every broker; requests still arriving
+   * are refused and go to other workers) and resolves once the requests it
+   * was running have finished. Idempotent.
+   */
+  close(): Promise<void>;
+  /** `await using handle = node.serve(...)`: the same as `close()`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Default handlers run at once per service. */
 export const DEFAULT_CONCURRENCY = 16;
 
-/** Which links a runner can use. */
-export interface WorkerPool {
-  /** Links that are up (possibly draining): can carry replies. */
-  up(): BrokerLink[];
-  /** Links that take new work. */
-  healthy(): BrokerLink[];
+/**
+ * How long after its ttl a running request's signal aborts, ms. When an
+ * attempt times out at the client it is resent with the worker hint and
+ * reaches this worker a little after the attempt's ttl ran out here (the
+ * ttl sent is up to 25 ms shorter than the client's timer, plus the trip);
+ * the resend then extends the deadline, so a handler that honours its signal
+ * is not stopped while its client still waits for it.
+ */
+export const RESEND_GRACE_MS = 250;
+
+/**
+ * What a handler rejects with for a request the app never looked at (an
+ * iterator left before pulling it): the request is handed back to the
+ * broker (REFUSED) for another worker, instead of failing at the client.
+ */
+export class RequestNotTaken extends Error {
+  override readonly name = 'RequestNotTaken';
 }
 
-interface ServiceState {
+/** A service this node offers, and the credits it granted per broker (not the broker's view of a service). */
+interface OfferedService {
   readonly name: string;
   readonly handler: Handler;
   readonly concurrency: number;
   running: number;
-  readonly granted: Map<BrokerLink, number>;
+  readonly granted: Map<WorkerLink, number>;
   cancelled: boolean;
   idle: Array<() => void>;
+  /** The withdrawal, once begun. */
+  closing: Promise<void> | undefined;
+  /** Removes the listener on the `signal` option. */
+  unlisten: (() => void) | undefined;
+}
+
+/** One execution of a request: until when it is awaited, and the signal its handler reads. */
+interface Execution {
+  /** Arrival + ttl, pushed later by resends that attach. */
+  deadline: number;
+  /** Made when the handler first reads `signal` (most never do: no timer for them). */
+  controller: AbortController | undefined;
+  /** Aborts the controller at the deadline. */
+  timer: TimerHandle | undefined;
+  /** Why the node stopped waiting (abortRunning): also the reason of a signal made after that. */
+  reason: MeshError | undefined;
+  /** The handler has answered. */
+  finished: boolean;
 }
 
 /** Runs the node's services. */
 export class ServiceRunner {
   readonly #pool: WorkerPool;
-  readonly #now: () => number;
-  readonly #services = new Map<string, ServiceState>();
-  readonly #cache: ReplyCache<BrokerLink>;
+  readonly #clock: Clock;
+  readonly #services = new Map<string, OfferedService>();
+  readonly #cache: ReplyCache<WorkerLink>;
+  /** Running executions by reply cache key. */
+  readonly #executions = new Map<string, Execution>();
   #draining = false;
 
-  constructor(pool: WorkerPool, now: () => number, cacheLimits: Partial<ReplyCacheLimits> = {}) {
+  constructor(pool: WorkerPool, clock: Clock, cacheLimits: Partial<ReplyCacheLimits> = {}) {
     this.#pool = pool;
-    this.#now = now;
-    this.#cache = new ReplyCache<BrokerLink>(cacheLimits);
+    this.#clock = clock;
+    this.#cache = new ReplyCache<WorkerLink>(cacheLimits);
   }
 
   /** Executions running across all services. */
@@ -85,30 +145,45 @@ export class ServiceRunner {
     return n;
   }
 
-  /** Starts offering a service. */
-  add(service: string, handler: Handler, options: ServeOptions = {}): void {
+  /**
+   * Starts offering a service: READY with credits to the healthy brokers.
+   * Throws MESH_ERR_CONFIG for a name already served or a bad concurrency,
+   * MESH_ERR_ABORTED when `options.signal` is already aborted.
+   */
+  add(service: string, handler: Handler, options: ServeOptions = {}): ServiceHandle {
+    if (this.#draining) throw new MeshError('MESH_ERR_DRAINING', `cannot serve ${service}: the node is draining and takes no new services`);
     if (this.#services.has(service)) throw new MeshError('MESH_ERR_CONFIG', `service ${service} is already served by this node`);
     const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 65535) throw new MeshError('MESH_ERR_CONFIG', `concurrency must be an integer in 1..65535, got ${concurrency}`);
-    this.#services.set(service, { name: service, handler, concurrency, running: 0, granted: new Map(), cancelled: false, idle: [] });
-    this.#grant(this.#services.get(service)!);
-  }
-
-  /** Stops offering a service: CANCEL to every broker; running requests finish. */
-  async remove(service: string): Promise<void> {
-    const s = this.#services.get(service);
-    if (!s) return;
-    s.cancelled = true;
-    for (const link of this.#pool.up()) link.send({ type: 'CANCEL', service });
-    s.granted.clear();
-    if (s.running > 0) await new Promise<void>((resolve) => s.idle.push(resolve));
-    this.#services.delete(service);
+    const signal = options.signal;
+    if (signal?.aborted) throw new MeshError('MESH_ERR_ABORTED', `serve ${service} aborted`, { cause: signal.reason });
+    const s: OfferedService = { name: service, handler, concurrency, running: 0, granted: new Map(), cancelled: false, idle: [], closing: undefined, unlisten: undefined };
+    this.#services.set(service, s);
+    if (signal) {
+      const onAbort = (): void => void this.#withdraw(s);
+      signal.addEventListener('abort', onAbort, { once: true });
+      s.unlisten = () => signal.removeEventListener('abort', onAbort);
+    }
+    this.#grant(s);
+    const close = (): Promise<void> => this.#withdraw(s);
+    return { close, [Symbol.asyncDispose]: close };
   }
 
   /** Stops taking work everywhere and waits for running requests. */
   async drain(): Promise<void> {
     this.#draining = true;
-    await Promise.all([...this.#services.keys()].map((name) => this.remove(name)));
+    await Promise.all([...this.#services.values()].map((s) => this.#withdraw(s)));
+  }
+
+  /** Aborts the signal of every running handler with `reason` (the node stopped waiting for them). */
+  abortRunning(reason: MeshError): void {
+    for (const e of this.#executions.values()) {
+      if (e.reason || e.controller?.signal.aborted) continue;
+      e.reason = reason;
+      this.#clock.clearTimeout(e.timer);
+      e.timer = undefined;
+      e.controller?.abort(reason);
+    }
   }
 
   /** A link came up: give it credits, moving some from other brokers when every slot is granted already. */
@@ -119,8 +194,8 @@ export class ServiceRunner {
     }
   }
 
-  /** A link went down: the credits it held are free again. */
-  onLinkDown(link: BrokerLink): void {
+  /** A link went down (or is draining): the credits it held are free again. */
+  onLinkDown(link: WorkerLink): void {
     for (const s of this.#services.values()) {
       s.granted.delete(link);
       this.#grant(s);
@@ -128,7 +203,7 @@ export class ServiceRunner {
   }
 
   /** A REQUEST arrived from a broker. */
-  onRequest(link: BrokerLink, m: RequestMessage): void {
+  onRequest(link: WorkerLink, m: RequestMessage): void {
     const s = this.#services.get(m.service);
     if (!m.sender) {
       link.send({ type: 'ERROR', id: m.id, code: 'MESH_ERR_PROTOCOL', retryable: false, text: 'request without a sender stamp' });
@@ -139,11 +214,14 @@ export class ServiceRunner {
     // The broker took a credit for this request if we had granted one there.
     const credits = s?.granted.get(link) ?? 0;
     if (s && credits > 0) s.granted.set(link, credits - 1);
-    const cached = this.#cache.begin(key, link, this.#now());
+    const now = this.#clock.now();
+    const cached = this.#cache.begin(key, link, now);
     if (cached.state !== 'new') {
-      // A resend: the running execution answers on the newest path, or the
-      // finished one is replayed. No slot is used, so the credit goes back.
+      // A resend: the running execution answers on the newest path (and is
+      // awaited until this copy's ttl too), or the finished one is replayed.
+      // No slot is used, so the credit goes back.
       if (cached.state === 'replay') this.#deliver(m, [link], cached.outcome);
+      else this.#extend(key, now + m.ttl);
       if (s) this.#grant(s);
       return;
     }
@@ -158,6 +236,9 @@ export class ServiceRunner {
     }
     s.running++;
     link.retain();
+    const e: Execution = { deadline: now + m.ttl, controller: undefined, timer: undefined, reason: undefined, finished: false };
+    this.#executions.set(key, e);
+    const signalOf = (): AbortSignal => this.#signal(e);
     const request: IncomingRequest = {
       id: m.id,
       payload: Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength),
@@ -166,24 +247,99 @@ export class ServiceRunner {
       dup: m.dup,
       service: m.service,
       ttl: m.ttl,
+      get signal() {
+        return signalOf();
+      },
     };
     // A handler that throws synchronously is treated like one that rejects.
     new Promise<HandlerResult>((resolve) => resolve(s.handler(request))).then(
-      (value) => this.#complete(s, m, key, link, { ok: true, payload: typeof value === 'string' ? Buffer.from(value) : value }),
+      (value) => this.#complete(s, m, key, link, e, { ok: true, payload: typeof value === 'string' ? Buffer.from(value) : value }, true),
       (error: unknown) => {
+        // Failing after the signal it read aborted is giving up, not an
+        // answer: the client gets the reason (when its code may travel:
+        // MESH_ERR_TIMEOUT does, MESH_ERR_CLOSED does not), and nothing is
+        // cached, so a resend runs the request again.
+        if (error instanceof RequestNotTaken) {
+          // Never looked at by the app (an iterator left before pulling it): another worker may take it.
+          this.#notTaken(s, m, key, link, e);
+          return;
+        }
+        const aborted = e.controller?.signal.aborted === true ? (e.controller.signal.reason as MeshError) : undefined;
+        if (aborted) {
+          const told = ErrorCodes[aborted.code].wire ? ({ ok: false, code: aborted.code, retryable: aborted.retryable, text: aborted.message } as const) : undefined;
+          this.#complete(s, m, key, link, e, told, false);
+          return;
+        }
         const text = error instanceof Error ? error.message : String(error);
-        this.#complete(s, m, key, link, { ok: false, code: 'MESH_ERR_HANDLER', retryable: false, text: text.slice(0, 1024) });
+        this.#complete(s, m, key, link, e, { ok: false, code: 'MESH_ERR_HANDLER', retryable: false, text: text.slice(0, 1024) }, true);
       },
     );
   }
 
-  #complete(s: ServiceState, m: RequestMessage, key: string, link: BrokerLink, outcome: Outcome): void {
-    if (outcome.ok && !(outcome.payload instanceof Uint8Array)) {
+  // ------------------------------------------------------------ internals
+
+  /** Withdraws one offered service (once): CANCEL everywhere, then wait for its running requests. */
+  #withdraw(s: OfferedService): Promise<void> {
+    s.closing ??= (async () => {
+      s.cancelled = true;
+      s.unlisten?.();
+      for (const link of this.#pool.up()) link.send({ type: 'CANCEL', service: s.name });
+      s.granted.clear();
+      if (s.running > 0) await new Promise<void>((resolve) => s.idle.push(resolve));
+      if (this.#services.get(s.name) === s) this.#services.delete(s.name);
+    })();
+    return s.closing;
+  }
+
+  /** The execution's signal, made on first use, aborting at its deadline. */
+  #signal(e: Execution): AbortSignal {
+    if (!e.controller) {
+      e.controller = new AbortController();
+      if (e.reason) e.controller.abort(e.reason);
+      else this.#arm(e);
+    }
+    return e.controller.signal;
+  }
+
+  /** (Re)starts the timer that aborts the execution's signal at its deadline (plus the resend grace). */
+  #arm(e: Execution): void {
+    this.#clock.clearTimeout(e.timer);
+    e.timer = undefined;
+    const controller = e.controller;
+    if (!controller || controller.signal.aborted || e.finished) return;
+    const abort = (): void => {
+      e.timer = undefined;
+      controller.abort(new MeshError('MESH_ERR_TIMEOUT', 'the request\'s ttl ran out before the handler answered'));
+    };
+    const left = e.deadline + RESEND_GRACE_MS - this.#clock.now();
+    if (left <= 0) abort();
+    else e.timer = this.#clock.setTimeout(abort, left);
+  }
+
+  /** A resend attached to a running execution: it is awaited until the later of the two deadlines. */
+  #extend(key: string, deadline: number): void {
+    const e = this.#executions.get(key);
+    if (!e || deadline <= e.deadline) return;
+    e.deadline = deadline;
+    if (e.timer !== undefined) this.#arm(e);
+  }
+
+  /**
+   * The handler answered: send `outcome` (none: tell nobody) on the request's
+   * paths, and keep it in the reply cache for resends when `cache` is set
+   * (else the entry is dropped, so a resend runs the request again).
+   */
+  #complete(s: OfferedService, m: RequestMessage, key: string, link: WorkerLink, e: Execution, outcome: Outcome | undefined, cache: boolean): void {
+    if (outcome?.ok && !(outcome.payload instanceof Uint8Array)) {
       outcome = { ok: false, code: 'MESH_ERR_HANDLER', retryable: false, text: 'handler returned neither bytes nor a string' };
     }
+    e.finished = true;
+    this.#clock.clearTimeout(e.timer);
+    e.timer = undefined;
+    this.#executions.delete(key);
     try {
-      const entry = this.#cache.finish(key, outcome, this.#now());
-      this.#deliver(m, entry ? entry.paths : [link], outcome);
+      const entry = cache && outcome ? this.#cache.finish(key, outcome, this.#clock.now()) : this.#cache.abandon(key);
+      if (outcome) this.#deliver(m, entry ? entry.paths : [link], outcome);
     } finally {
       link.release();
       s.running--;
@@ -192,15 +348,21 @@ export class ServiceRunner {
     }
   }
 
+  /** Ends an execution the app never looked at: no answer, nothing cached, the request goes back to the broker. */
+  #notTaken(s: OfferedService, m: RequestMessage, key: string, link: WorkerLink, e: Execution): void {
+    this.#complete(s, m, key, link, e, undefined, false);
+    if (link.up) link.send({ type: 'REFUSED', id: m.id });
+  }
+
   /** Sends the outcome on the newest path still up, else through any broker addressed to the client. */
-  #deliver(m: RequestMessage, paths: readonly BrokerLink[], outcome: Outcome): void {
+  #deliver(m: RequestMessage, paths: readonly WorkerLink[], outcome: Outcome): void {
     const to = m.sender!;
     const message = outcome.ok
       ? ({ type: 'REPLY', id: m.id, to, payload: outcome.payload } as const)
       : ({ type: 'ERROR', id: m.id, to, code: outcome.code, retryable: outcome.retryable, text: outcome.text } as const);
-    const fits = (l: BrokerLink): boolean => message.type !== 'REPLY' || message.payload.length <= l.peerMaxPayload;
+    const fits = (l: WorkerLink): boolean => message.type !== 'REPLY' || message.payload.length <= l.peerMaxPayload;
     const tooLarge = { type: 'ERROR', id: m.id, to, code: 'MESH_ERR_ENVELOPE_TOO_LARGE', retryable: false, text: 'the reply is over the broker\'s payload limit' } as const;
-    const send = (l: BrokerLink): boolean => l.up && l.send(fits(l) ? message : tooLarge);
+    const send = (l: WorkerLink): boolean => l.up && l.send(fits(l) ? message : tooLarge);
     for (let i = paths.length - 1; i >= 0; i--) {
       if (send(paths[i]!)) return;
     }
@@ -217,7 +379,7 @@ export class ServiceRunner {
    * one READY with the rest. Without this, a broker that joins after the
    * worker granted every slot would get no work until requests finish.
    */
-  #rebalance(s: ServiceState): void {
+  #rebalance(s: OfferedService): void {
     if (s.cancelled || this.#draining) return;
     const links = this.#pool.healthy();
     for (const poor of links) {
@@ -235,7 +397,7 @@ export class ServiceRunner {
   }
 
   /** Grants free slots as credits, spread over healthy links (fewest first). */
-  #grant(s: ServiceState): void {
+  #grant(s: OfferedService): void {
     if (s.cancelled || this.#draining) return;
     const links = this.#pool.healthy();
     if (links.length === 0) return;
@@ -244,7 +406,7 @@ export class ServiceRunner {
     for (const c of s.granted.values()) outstanding += c;
     let free = s.concurrency - s.running - outstanding;
     if (free <= 0) return;
-    const add = new Map<BrokerLink, number>();
+    const add = new Map<WorkerLink, number>();
     while (free > 0) {
       let best = links[0]!;
       for (const l of links) if ((s.granted.get(l) ?? 0) < (s.granted.get(best) ?? 0)) best = l;

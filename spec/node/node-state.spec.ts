@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ReplyCache } from '../../lib/node/reply-cache.ts';
 import { RetryBudget } from '../../lib/node/retry-budget.ts';
-import { backoffDelay, REFUSED_RECONNECT_MAX_MS } from '../../lib/node/broker-link.ts';
+import { backoffDelay, REFUSED_RECONNECT_MAX_MS } from '../../lib/protocol/backoff.ts';
 
 test('reply cache: new, attached while running, replayed when finished', () => {
   const c = new ReplyCache<string>();
