@@ -30,7 +30,7 @@ export function jsonLogger(out: Output, now: () => Date = () => new Date()): Log
   };
 }
 
-/** Logs one broker event (the `onEvent` of Broker.start). */
+/** Logs one broker event (`meshd broker` listens to every type). */
 export function logBrokerEvent(logger: Logger, event: BrokerEvent): void {
   switch (event.type) {
     case 'connected':

@@ -30,9 +30,9 @@ export type { ReadKeyFileOptions, WriteKeyFileOptions } from './crypto/keys.ts';
 export type { KeyPair } from './crypto/crypto-suite.ts';
 
 /** Broker addresses: `mesh://<public key>@host:port`. */
-export { parseBrokerAddress, formatBrokerAddress, BROKER_SCHEME } from './crypto/broker-address.ts';
+export { parseBrokerAddress, formatBrokerAddress, BROKER_SCHEME } from './protocol/broker-address.ts';
 /** A parsed broker address and the parts to format one. */
-export type { BrokerAddress, BrokerAddressParts } from './crypto/broker-address.ts';
+export type { BrokerAddress, BrokerAddressParts } from './protocol/broker-address.ts';
 /** `HOST:PORT` (listen, advertised and announced addresses): the one parser. */
 export { checkHostPort, parseHostPort, formatHostPort } from './protocol/host-port.ts';
 /** A host and port, and the parser's options. */
@@ -55,7 +55,9 @@ export { DEFAULT_HANDSHAKE_TIMEOUT } from './protocol/connection.ts';
 /** Broker: sessions, routing, registry enforcement, the broker mesh and drain (docs/api.md#broker). */
 export { Broker, DEFAULT_DRAIN_TIMEOUT } from './broker/broker.ts';
 /** Broker options, events and status. */
-export type { BrokerOptions, BrokerEvent, BrokerSnapshot } from './broker/broker.ts';
+export type { BrokerOptions, BrokerEvent, BrokerEventType, BrokerSnapshot } from './broker/broker.ts';
+/** Every broker event type (to listen to all of them). */
+export { BROKER_EVENT_TYPES } from './broker/broker.ts';
 /** Events of a broker's connections to its peer brokers (part of BrokerEvent). */
 export type { PeerEvent } from './broker/peer-mesh.ts';
 /** Default per-service queue bounds (`queue` option). */
@@ -75,7 +77,7 @@ export type { RegistryWatcherOptions } from './broker/registry-file.ts';
 /** MeshNode: the client and worker apps embed (docs/api.md#meshnode). */
 export { MeshNode } from './node/mesh-node.ts';
 /** MeshNode options and events. */
-export type { MeshNodeOptions, MeshNodeEvents } from './node/mesh-node.ts';
+export type { MeshNodeOptions, MeshNodeEvent, MeshNodeEventType } from './node/mesh-node.ts';
 /** Request defaults: deadline 1000 ms, 2 retries. */
 export { DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRIES } from './node/requester.ts';
 /** Options of one request. */

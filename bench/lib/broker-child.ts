@@ -7,6 +7,7 @@
  * ./child.ts). Runs alone in its process, so it has a core to itself.
  */
 import { Broker, getSuite, Registry } from '../../lib/internal.ts';
+import type { BrokerEvent } from '../../lib/internal.ts';
 import { runChild } from './child.ts';
 import { keyPairOf, takeBrokerConfig } from './mesh-config.ts';
 
@@ -23,13 +24,12 @@ runChild('broker', LIFETIME_MS, async () => {
     host: '127.0.0.1',
     port: 0,
     name: config.broker.name,
-    onEvent: (event) => {
-      if (event.type === 'handshake-failed' || event.type === 'forbidden') {
-        refused++;
-        process.stderr.write(`[bench:broker] ${event.type}: ${JSON.stringify(event, (_k, v: unknown) => (v instanceof Error ? v.message : v))}\n`);
-      }
-    },
   });
+  const onRefused = (event: BrokerEvent): void => {
+    refused++;
+    process.stderr.write(`[bench:broker] ${event.type}: ${JSON.stringify(event, (_k, v: unknown) => (v instanceof Error ? v.message : v))}\n`);
+  };
+  broker.on('handshake-failed', onRefused).on('forbidden', onRefused);
   return {
     info: { address: broker.address, suite: config.suite },
     stats: () => ({ broker: broker.status(), refused }),

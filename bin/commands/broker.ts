@@ -7,7 +7,7 @@
 
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { Broker, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_PAYLOAD, DEFAULT_QUEUE_LIMITS, MeshError } from '../../lib/index.ts';
+import { BROKER_EVENT_TYPES, Broker, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_PAYLOAD, DEFAULT_QUEUE_LIMITS, MeshError } from '../../lib/index.ts';
 import type { SuiteName } from '../../lib/index.ts';
 import { contextOf, docsEpilogue, println } from '../context.ts';
 import type { MeshdCommand } from '../context.ts';
@@ -224,8 +224,9 @@ export const broker: MeshdCommand<BrokerArgs> = {
         peers,
         gossipInterval: argv['gossip-interval'],
         advertise: argv.advertise,
-        onEvent: (event) => logBrokerEvent(logger, event),
       });
+      // Every event becomes a log line; those of the start itself come right after it resolves.
+      for (const type of BROKER_EVENT_TYPES) running.on(type, (event) => logBrokerEvent(logger, event));
       offHup = ctx.host.onSignal('SIGHUP', () => {
         logger.log('info', 'sighup', 'SIGHUP: re-reading the registry');
         void running.reloadRegistry();

@@ -74,11 +74,11 @@ async function connectWorker(argv: ServeArgs, keyPair: KeyPair, logger: Logger, 
 
 /** Serves SERVICE on the connected node until SIGTERM/SIGINT, then drains it. */
 async function runWorker(ctx: CliContext, argv: ServeArgs, node: MeshNode, logger: Logger, stopped: Promise<string>): Promise<void> {
-  node.on('connect', (url) => logger.log('info', 'broker-up', `connected to ${url}`, { broker: url }));
-  node.on('disconnect', (url, error) => logger.log('warn', 'broker-down', `lost ${url}${error === undefined ? '' : `: ${error.code}`}; reconnecting`, { broker: url, ...errorFields(error) }));
-  node.on('drain', (url) => logger.log('info', 'broker-draining', `${url} is draining`, { broker: url }));
-  node.on('error', (error, url) => logger.log('error', 'broker-error', `${url}: ${error.code}: ${error.message}`, { broker: url, ...errorFields(error) }));
-  node.on('brokers', (urls) => logger.log('info', 'brokers', `brokers known: ${urls.length}`, { brokers: urls }));
+  node.on('broker-up', (e) => logger.log('info', e.type, `connected to ${e.broker}`, { broker: e.broker }));
+  node.on('broker-down', (e) => logger.log('warn', e.type, `lost ${e.broker}${e.error === undefined ? '' : `: ${e.error.code}`}; reconnecting`, { broker: e.broker, ...errorFields(e.error) }));
+  node.on('broker-draining', (e) => logger.log('info', e.type, `${e.broker} is draining`, { broker: e.broker }));
+  node.on('broker-error', (e) => logger.log('error', e.type, `${e.broker}: ${e.error.code}: ${e.error.message}`, { broker: e.broker, ...errorFields(e.error) }));
+  node.on('brokers', (e) => logger.log('info', e.type, `brokers known: ${e.brokers.length}`, { brokers: e.brokers }));
   node.serve(argv.service, (request) => request.payload, { concurrency: argv.concurrency });
   logger.log('info', 'ready', `serving ${argv.service} (echo) through ${node.healthyBrokers.join(', ')}`, { service: argv.service, brokers: node.healthyBrokers, concurrency: argv.concurrency });
   println(ctx.io.stdout, 'ready');

@@ -1,5 +1,6 @@
 /**
- * The events a broker reports through its `onEvent` option (for logs).
+ * The events of a Broker (`broker.on(type, listener)`): one object per
+ * event, with a kebab-case `type` (the `meshd broker` log event names).
  */
 import type { MeshError } from '../errors.ts';
 import type { PeerEvent } from './peer-mesh.ts';
@@ -16,3 +17,27 @@ export type BrokerEvent =
   | { type: 'stalled'; ms: number }
   | PeerEvent
   | { type: 'closed' };
+
+/** The type of a broker event. */
+export type BrokerEventType = BrokerEvent['type'];
+
+/** Every broker event type, e.g. to listen to all of them (as `meshd broker` does to log them). */
+export const BROKER_EVENT_TYPES = [
+  'connected',
+  'disconnected',
+  'handshake-failed',
+  'registry-reloaded',
+  'registry-error',
+  'forbidden',
+  'draining',
+  'stalled',
+  'peer-up',
+  'peer-down',
+  'peer-dial-failed',
+  'peer-not-registered',
+  'brokers',
+  'closed',
+] as const satisfies readonly BrokerEventType[];
+
+// Every type is in the list: this line fails to compile when one is missing.
+const _allListed: readonly (typeof BROKER_EVENT_TYPES)[number][] = [] as BrokerEventType[];

@@ -4,7 +4,6 @@
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
 import type { SuiteName } from '../crypto/suites.ts';
 import type { ChannelOptions } from '../protocol/connection.ts';
-import type { BrokerEvent } from './broker-event.ts';
 import type { Registry } from './registry.ts';
 import type { QueueLimits } from './service-table.ts';
 
@@ -44,8 +43,8 @@ export interface BrokerOptions extends Omit<ChannelOptions, 'suite'> {
   readonly tombstone?: number | undefined;
   /** `host:port` announced to peers and nodes (default: the listen address). */
   readonly advertise?: string | undefined;
-  /** Receives broker events (for logs); must not throw. */
-  readonly onEvent?: ((event: BrokerEvent) => void) | undefined;
+  /** Aborts start(): it rejects with MESH_ERR_ABORTED and releases what it had opened. */
+  readonly signal?: AbortSignal | undefined;
   /** Monotonic clock, ms (default performance.now). */
   readonly now?: (() => number) | undefined;
 }

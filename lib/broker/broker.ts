@@ -16,11 +16,14 @@ import type { AcceptedSocket, Listener } from '../framing/listener.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
 import { resolveSuite } from '../crypto/suites.ts';
 import { encodeKey, readKeyFile } from '../crypto/keys.ts';
-import { formatBrokerAddress, parseBrokerAddress } from '../crypto/broker-address.ts';
+import { formatBrokerAddress, parseBrokerAddress } from '../protocol/broker-address.ts';
+import { checkHostPort } from '../protocol/host-port.ts';
 import { Connection } from '../protocol/connection.ts';
+import { EventHub } from '../protocol/event-hub.ts';
+import type { EventListener } from '../protocol/event-hub.ts';
 import type { Message, BrokerInfo } from '../protocol/messages.ts';
 import { DEFAULT_MAX_PAYLOAD } from '../protocol/envelope-codec.ts';
-import type { BrokerEvent } from './broker-event.ts';
+import type { BrokerEvent, BrokerEventType } from './broker-event.ts';
 import type { BrokerOptions } from './broker-options.ts';
 import { nodeTimers } from './broker-timers.ts';
 import { handleMessage } from './handlers/handle-message.ts';
@@ -38,7 +41,8 @@ import type { Session } from './session.ts';
 import { SessionDirectory } from './session-directory.ts';
 import { StallWatchdog } from './stall-watchdog.ts';
 
-export type { BrokerEvent } from './broker-event.ts';
+export type { BrokerEvent, BrokerEventType } from './broker-event.ts';
+export { BROKER_EVENT_TYPES } from './broker-event.ts';
 export type { BrokerOptions } from './broker-options.ts';
 
 /** A snapshot of broker state, for tools and tests. */
@@ -80,9 +84,12 @@ export class Broker {
   #draining = false;
   #closing: Promise<void> | undefined;
   #peers: PeerMesh | undefined;
+  readonly #events = new EventHub<BrokerEvent>();
 
   private constructor(options: BrokerOptions, keyPair: KeyPair, registry: Registry) {
     this.#options = options;
+    // What happens during start() reaches listeners attached right after it resolves.
+    this.#events.hold();
     this.#keyPair = keyPair;
     this.#registry = registry;
     this.#suite = resolveSuite(options.suite);
@@ -131,12 +138,22 @@ export class Broker {
     };
   }
 
-  /** Starts a broker: loads key and registry, listens, and resolves when ready. */
+  /**
+   * Starts a broker: loads key and registry, listens, and resolves when
+   * ready. Events from the start (the first `brokers`, a peer not in the
+   * registry) are delivered to listeners attached as soon as it resolves.
+   * Rejects with MESH_ERR_ABORTED on `options.signal`, closing what it opened.
+   */
   static async start(options: BrokerOptions): Promise<Broker> {
+    const signal = options.signal;
+    const checkAborted = (): void => {
+      if (signal?.aborted) throw new MeshError('MESH_ERR_ABORTED', 'broker start aborted', { cause: signal.reason });
+    };
+    checkAborted();
     const seeds = (options.peers ?? []).map((url) => parseBrokerAddress(url));
-    const advertisedPort = options.advertise === undefined ? 1 : Number(/:(\d{1,5})$/.exec(options.advertise)?.[1] ?? 0);
-    if (options.advertise !== undefined && (!/^(\[[0-9A-Fa-f:.]+\]|[^\s:/@[\]]+):\d{1,5}$/.test(options.advertise) || advertisedPort < 1 || advertisedPort > 65535)) {
-      throw new MeshError('MESH_ERR_CONFIG', `advertise address must be HOST:PORT or [IPV6]:PORT, got ${JSON.stringify(options.advertise)}`);
+    const advertised = options.advertise === undefined ? undefined : checkHostPort(options.advertise);
+    if (typeof advertised === 'string') {
+      throw new MeshError('MESH_ERR_CONFIG', `advertise address ${JSON.stringify(options.advertise)}: ${advertised}; expected HOST:PORT or [IPV6]:PORT`);
     }
     const keyPair = typeof options.key === 'string' ? await readKeyFile(options.key) : options.key;
     let registry: Registry;
@@ -145,7 +162,10 @@ export class Broker {
     if (typeof options.registry === 'string') {
       watcher = new RegistryWatcher(options.registry, {
         onChange: (next) => holder.broker?.setRegistry(next),
-        onError: (error) => options.onEvent?.({ type: 'registry-error', error }),
+        onError: (error) => {
+          const broker = holder.broker;
+          if (broker) broker.#emit({ type: 'registry-error', error });
+        },
       });
       registry = await watcher.start();
     } else {
@@ -155,12 +175,17 @@ export class Broker {
     holder.broker = broker;
     broker.#watcher = watcher;
     try {
+      checkAborted();
       broker.#listener = await listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 }, (socket) => broker.#accept(socket));
+      checkAborted();
     } catch (error) {
       watcher?.close();
+      const listener = broker.#listener;
+      await listener?.close();
       throw error;
     }
     broker.#startMesh(seeds);
+    broker.#events.release();
     return broker;
   }
 
@@ -280,8 +305,20 @@ export class Broker {
 
   // ------------------------------------------------------------ accept
 
+  /** Calls `listener` with every event of type `type` (see BrokerEvent; `meshd broker` logs them all). */
+  on<K extends BrokerEventType>(type: K, listener: EventListener<BrokerEvent, K>): this {
+    this.#events.on(type, listener);
+    return this;
+  }
+
+  /** Stops calling `listener` for `type`. */
+  off<K extends BrokerEventType>(type: K, listener: EventListener<BrokerEvent, K>): this {
+    this.#events.off(type, listener);
+    return this;
+  }
+
   #emit(event: BrokerEvent): void {
-    this.#options.onEvent?.(event);
+    this.#events.emit(event);
   }
 
   #accept(socket: AcceptedSocket): void {

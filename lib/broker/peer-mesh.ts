@@ -10,8 +10,8 @@
  */
 import { MeshError } from '../errors.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
-import type { BrokerAddress } from '../crypto/broker-address.ts';
-import { parseHostPort } from '../crypto/broker-address.ts';
+import type { BrokerAddress } from '../protocol/broker-address.ts';
+import { parseHostPort } from '../protocol/host-port.ts';
 import { encodeKey } from '../crypto/keys.ts';
 import { Connection } from '../protocol/connection.ts';
 import type { HeartbeatSettings } from '../protocol/hello.ts';

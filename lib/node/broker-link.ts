@@ -10,7 +10,7 @@
  */
 import { ErrorCodes, MeshError } from '../errors.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
-import type { BrokerAddress } from '../crypto/broker-address.ts';
+import type { BrokerAddress } from '../protocol/broker-address.ts';
 import { encodeKey } from '../crypto/keys.ts';
 import { Connection } from '../protocol/connection.ts';
 import type { HeartbeatSettings, RoleName } from '../protocol/hello.ts';

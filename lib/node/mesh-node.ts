@@ -4,14 +4,16 @@
  * from BROKERS and WELCOME), sends requests round-robin across healthy
  * brokers, and runs its services' handlers (docs/api.md#meshnode).
  */
-import { EventEmitter } from 'node:events';
 import { ErrorCodes, MeshError, isErrorCode } from '../errors.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
 import { resolveSuite } from '../crypto/suites.ts';
 import type { SuiteName } from '../crypto/suites.ts';
 import { encodeKey, readKeyFile } from '../crypto/keys.ts';
-import { parseBrokerAddress, formatBrokerAddress, parseHostPort } from '../crypto/broker-address.ts';
-import type { BrokerAddress } from '../crypto/broker-address.ts';
+import { parseBrokerAddress, formatBrokerAddress } from '../protocol/broker-address.ts';
+import { parseHostPort } from '../protocol/host-port.ts';
+import { EventHub } from '../protocol/event-hub.ts';
+import type { EventListener } from '../protocol/event-hub.ts';
+import type { BrokerAddress } from '../protocol/broker-address.ts';
 import type { RoleName } from '../protocol/hello.ts';
 import type { ChannelOptions } from '../protocol/connection.ts';
 import type { BrokerInfo, Message } from '../protocol/messages.ts';
@@ -59,19 +61,25 @@ export interface MeshNodeOptions extends Pick<ChannelOptions, 'heartbeat' | 'max
   readonly random?: (() => number) | undefined;
 }
 
-/** Events of a MeshNode. */
-export interface MeshNodeEvents {
-  /** A broker link is up (WELCOME received). */
-  connect: [broker: string];
-  /** A broker link went down. */
-  disconnect: [broker: string, error: MeshError | undefined];
-  /** The set of known brokers changed. */
-  brokers: [brokers: string[]];
-  /** A broker is draining. */
-  drain: [broker: string];
-  /** A broker reported a connection-level error that does not close the link (e.g. MESH_ERR_FORBIDDEN for a READY). */
-  error: [error: MeshError, broker: string];
-}
+/**
+ * The events of a MeshNode (`node.on(type, listener)`): one object per
+ * event, with a kebab-case `type` (the `meshd serve` log event names);
+ * `broker` is the broker's mesh:// URL.
+ */
+export type MeshNodeEvent =
+  /** A link to a broker is up (WELCOME received), at start or again later. */
+  | { readonly type: 'broker-up'; readonly broker: string }
+  /** A link to a broker went down; the node redials it. */
+  | { readonly type: 'broker-down'; readonly broker: string; readonly error: MeshError | undefined }
+  /** A broker announced it is draining (DRAIN): no new work goes to it. */
+  | { readonly type: 'broker-draining'; readonly broker: string }
+  /** The set of known brokers changed: one was learned or forgotten. `brokers` is all of them. */
+  | { readonly type: 'brokers'; readonly brokers: string[] }
+  /** A broker reported a connection-level error that keeps the link up (e.g. MESH_ERR_FORBIDDEN for a service the registry does not let this node serve). */
+  | { readonly type: 'broker-error'; readonly broker: string; readonly error: MeshError };
+
+/** The type of a MeshNode event. */
+export type MeshNodeEventType = MeshNodeEvent['type'];
 
 /** A node of the mesh: client and worker. */
 export class MeshNode {
@@ -82,7 +90,7 @@ export class MeshNode {
   readonly #options: MeshNodeOptions;
   readonly #requester: Requester;
   readonly #runner: ServiceRunner;
-  readonly #events = new EventEmitter();
+  readonly #events = new EventHub<MeshNodeEvent>();
   #healthyWaiters = new Set<() => void>();
   #attemptWatcher: (() => void) | undefined;
   #closing: Promise<void> | undefined;
@@ -275,22 +283,22 @@ export class MeshNode {
     await this.close();
   }
 
-  /** Listens to an event. */
-  on<K extends keyof MeshNodeEvents>(event: K, listener: (...args: MeshNodeEvents[K]) => void): this {
-    this.#events.on(event, listener as (...args: unknown[]) => void);
+  /** Calls `listener` with every event of type `type` (see MeshNodeEvent). */
+  on<K extends MeshNodeEventType>(type: K, listener: EventListener<MeshNodeEvent, K>): this {
+    this.#events.on(type, listener);
     return this;
   }
 
-  /** Stops listening. */
-  off<K extends keyof MeshNodeEvents>(event: K, listener: (...args: MeshNodeEvents[K]) => void): this {
-    this.#events.off(event, listener as (...args: unknown[]) => void);
+  /** Stops calling `listener` for `type`. */
+  off<K extends MeshNodeEventType>(type: K, listener: EventListener<MeshNodeEvent, K>): this {
+    this.#events.off(type, listener);
     return this;
   }
 
   // ------------------------------------------------------------ internals
 
-  #emit<K extends keyof MeshNodeEvents>(event: K, ...args: MeshNodeEvents[K]): void {
-    this.#events.emit(event, ...args);
+  #emit(event: MeshNodeEvent): void {
+    this.#events.emit(event);
   }
 
   #addLink(address: BrokerAddress, seed: boolean): void {
@@ -299,7 +307,7 @@ export class MeshNode {
     const link = new BrokerLink(address, seed, this.#settings, {
       onUp: (l) => {
         this.#runner.onLinkUp();
-        this.#emit('connect', l.address.url);
+        this.#emit({ type: 'broker-up', broker: l.address.url });
         for (const w of [...this.#healthyWaiters]) {
           this.#healthyWaiters.delete(w);
           w();
@@ -308,7 +316,7 @@ export class MeshNode {
       onDown: (l, error) => {
         this.#requester.onLinkDown(l, error);
         this.#runner.onLinkDown(l);
-        this.#emit('disconnect', l.address.url, error);
+        this.#emit({ type: 'broker-down', broker: l.address.url, error });
       },
       onMessage: (l, message) => this.#onMessage(l, message),
       onAttemptFailed: () => this.#attemptWatcher?.(),
@@ -328,13 +336,12 @@ export class MeshNode {
       case 'DRAIN':
         this.#requester.onLinkDraining(link);
         this.#runner.onLinkDown(link);
-        this.#emit('drain', link.address.url);
+        this.#emit({ type: 'broker-draining', broker: link.address.url });
         return;
       case 'ERROR':
         if (message.id === undefined) {
           const code = isErrorCode(message.code) ? message.code : 'MESH_ERR_PROTOCOL';
-          // Only emitted when someone listens: an 'error' event without a listener would throw.
-          if (this.#events.listenerCount('error') > 0) this.#emit('error', new MeshError(code, message.text, { retryable: message.retryable }), link.address.url);
+          this.#emit({ type: 'broker-error', broker: link.address.url, error: new MeshError(code, message.text, { retryable: message.retryable }) });
           return;
         }
         this.#requester.onMessage(link, message);
@@ -372,7 +379,7 @@ export class MeshNode {
       this.#addLink(parsed, false);
       changed = true;
     }
-    if (changed) this.#emit('brokers', this.brokers);
+    if (changed) this.#emit({ type: 'brokers', brokers: this.brokers });
   }
 
   /** Closes learned links that are not up and that no broker that is up lists; seeds stay. */

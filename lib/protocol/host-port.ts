@@ -60,10 +60,11 @@ export function checkHostPort(text: string, options: HostPortOptions = {}): Host
   }
   const min = options.allowPortZero === true ? 0 : 1;
   if (portText.length === 0) return "missing port after ':'";
-  if (!/^[0-9]{1,5}$/.test(portText) || Number(portText) > 65535 || Number(portText) < min) {
-    return Number(portText) === 0 && /^0+$/.test(portText) ? 'port 0 is not valid here (ports are 1 to 65535)' : `port '${portText}' is not an integer from ${min} to 65535`;
-  }
-  return { host, port: Number(portText) };
+  if (!/^[0-9]{1,5}$/.test(portText)) return `port '${portText}' is not an integer from ${min} to 65535`;
+  const port = Number(portText);
+  if (port > 65535) return `port ${port} is out of range (${min} to 65535)`;
+  if (port < min) return 'port 0 is not valid here (ports are 1 to 65535)';
+  return { host, port };
 }
 
 /** `HOST:PORT` parsed, or undefined when it is not one (port 0 refused). */

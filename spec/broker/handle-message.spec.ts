@@ -16,6 +16,7 @@ import { getSuite } from '../../lib/crypto/suites.ts';
 import type { RoleName } from '../../lib/protocol/hello.ts';
 import type { RequestMessage } from '../../lib/protocol/messages.ts';
 import { WireParty, waitFor } from './wire-party.ts';
+import { onEveryEvent } from '../helpers/mesh.ts';
 
 const suite = getSuite('node');
 const keys = {
@@ -47,7 +48,8 @@ interface Fixture {
 
 async function withBroker(run: (f: Fixture) => Promise<void>, options: Partial<BrokerOptions> = {}): Promise<void> {
   const events: BrokerEvent[] = [];
-  const broker = await Broker.start({ key: keys.broker, registry, suite, onEvent: (e) => events.push(e), drainTimeout: 200, ...options });
+  const broker = await Broker.start({ key: keys.broker, registry, suite, drainTimeout: 200, ...options });
+  onEveryEvent(broker, (e) => events.push(e));
   const parties: WireParty[] = [];
   const connect = async (keyPair: KeyPair, role: RoleName): Promise<WireParty> => {
     const party = await WireParty.connect(broker, keyPair, role);

@@ -2,7 +2,7 @@
 // Connection (no MeshNode): the broker specs send exactly the messages they
 // mean to, and see exactly what the broker answers.
 import type { Broker } from '../../lib/broker/broker.ts';
-import { parseBrokerAddress } from '../../lib/crypto/broker-address.ts';
+import { parseBrokerAddress } from '../../lib/protocol/broker-address.ts';
 import type { KeyPair } from '../../lib/crypto/crypto-suite.ts';
 import { getSuite } from '../../lib/crypto/suites.ts';
 import type { MeshError } from '../../lib/errors.ts';

@@ -89,13 +89,13 @@ void describe('usage errors (exit 2, nothing done)', () => {
 
   void test('--listen must be HOST:PORT or [IPV6]:PORT with a port from 0 to 65535', async () => {
     const cases: Array<[string, RegExp]> = [
-      ['::1:4222', /put an IPv6 address in brackets, e\.g\. \[::1\]:4222/],
-      ['localhost', /has no port/],
-      [':4222', /has no host/],
-      ['127.0.0.1:65536', /port '65536' is not an integer from 0 to 65535/],
+      ['::1:4222', /IPv6 host '::1' must be in brackets, e\.g\. \[::1\]:4222/],
+      ['localhost', /missing port after the host/],
+      [':4222', /missing host before the port/],
+      ['127.0.0.1:65536', /port 65536 is out of range \(0 to 65535\)/],
       ['127.0.0.1:x', /port 'x' is not an integer/],
-      ['[nope]:4222', /'nope' in brackets is not an IPv6 address/],
-      ['a b:1', /'a b' is not a host name or IP address/],
+      ['[nope]:4222', /'\[nope\]' is not a valid IPv6 address/],
+      ['a b:1', /'a b' is not a valid host name/],
     ];
     const results = await Promise.all(cases.map(([listen]) => run([...base, listen])));
     results.forEach((r, i) => assertUsage(r, 'broker', cases[i]![1]));

@@ -56,11 +56,11 @@ const soon = (): void => {
   report();
   setTimeout(report, 20).unref();
 };
-node.on('connect', soon);
-node.on('disconnect', soon);
-node.on('drain', soon);
+node.on('broker-up', soon);
+node.on('broker-down', soon);
+node.on('broker-draining', soon);
 node.on('brokers', soon);
-node.on('error', (error, broker) => process.stderr.write(`${JSON.stringify({ event: 'broker-error', broker, code: error.code, error: error.message })}\n`));
+node.on('broker-error', (e) => process.stderr.write(`${JSON.stringify({ event: e.type, broker: e.broker, code: e.error.code, error: e.error.message })}\n`));
 // A periodic look too, in case a change came without an event.
 setInterval(report, 200).unref();
 

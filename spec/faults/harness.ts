@@ -14,7 +14,7 @@ import { MeshNode } from '../../lib/node/mesh-node.ts';
 import { MeshError } from '../../lib/errors.ts';
 import { getSuite } from '../../lib/crypto/suites.ts';
 import { encodeKey, writeKeyFileSync } from '../../lib/crypto/keys.ts';
-import { formatBrokerAddress } from '../../lib/crypto/broker-address.ts';
+import { formatBrokerAddress } from '../../lib/protocol/broker-address.ts';
 import type { KeyPair } from '../../lib/crypto/crypto-suite.ts';
 import { FaultProcess, meshdArgs, root } from './processes.ts';
 import type { LogLine } from './processes.ts';
@@ -326,10 +326,10 @@ export class Cluster {
       if (options.client !== false) {
         const client = await MeshNode.connect({ brokers: c.clientSeeds(), key: c.clientParty.keyPair, name: c.clientParty.name, suite, timeout: 15_000 });
         c.client = client;
-        const log = (event: string) => (url: string, error?: MeshError) => c.clientEvents.push({ at: performance.now(), event, broker: keyOfUrl(url), code: error?.code });
-        client.on('connect', log('connect'));
-        client.on('disconnect', log('disconnect'));
-        client.on('drain', log('drain'));
+        const log = (event: string) => (e: { broker: string; error?: MeshError | undefined }) => c.clientEvents.push({ at: performance.now(), event, broker: keyOfUrl(e.broker), code: e.error?.code });
+        client.on('broker-up', log('connect'));
+        client.on('broker-down', log('disconnect'));
+        client.on('broker-draining', log('drain'));
       }
       await c.settled(30_000);
       return c;

@@ -11,6 +11,7 @@ import type { RegistryEntryInit } from '../../lib/broker/registry.ts';
 import { decodeKey } from '../../lib/crypto/keys.ts';
 import { getSuite } from '../../lib/crypto/suites.ts';
 import type { ChildBrokerConfig } from './child-harness.ts';
+import { onEveryEvent } from './mesh.ts';
 
 const raw = process.env.MESHD_TEST_BROKER;
 if (!raw) {
@@ -50,8 +51,8 @@ const broker = await Broker.start({
   host: '127.0.0.1',
   port: 0,
   ...config.options,
-  onEvent: (e) => line(`event ${JSON.stringify(describeEvent(e))}`),
 });
+onEveryEvent(broker, (e) => line(`event ${JSON.stringify(describeEvent(e))}`));
 
 let closing = false;
 async function shutdown(code: number): Promise<void> {

@@ -1,7 +1,7 @@
 // Test fixtures for broker + node tests: keys, an in-memory registry, and a
 // broker started on 127.0.0.1 with everything torn down by `close()`.
-import { Broker } from '../../lib/broker/broker.ts';
-import type { BrokerOptions } from '../../lib/broker/broker.ts';
+import { BROKER_EVENT_TYPES, Broker } from '../../lib/broker/broker.ts';
+import type { BrokerEvent, BrokerOptions } from '../../lib/broker/broker.ts';
 import { Registry } from '../../lib/broker/registry.ts';
 import type { RegistryEntryInit } from '../../lib/broker/registry.ts';
 import { MeshNode } from '../../lib/node/mesh-node.ts';
@@ -51,6 +51,11 @@ export class MeshFixture {
     await Promise.all(this.nodes.map((n) => n.close()));
     await this.broker.close();
   }
+}
+
+/** Calls `listener` with every event of `broker` (listeners attached right after start see the start's events too). */
+export function onEveryEvent(broker: Broker, listener: (event: BrokerEvent) => void): void {
+  for (const type of BROKER_EVENT_TYPES) broker.on(type, listener);
 }
 
 /** Waits until pred() holds (bounded). */

@@ -101,9 +101,9 @@ void test("a REPLY addressed to a peer broker's key is not forwarded on the brok
     [worker, { role: 'worker', serve: ['*'] }],
   ]);
   const events: string[] = [];
-  const onEvent = (e: { type: string }): void => void (e.type === 'peer-down' && events.push(e.type));
-  const first = await Broker.start({ key: b1.keyPair, registry, suite, gossipInterval: 100, onEvent });
-  const second = await Broker.start({ key: b2.keyPair, registry, suite, gossipInterval: 100, peers: [first.address], onEvent });
+  const onPeerDown = (e: { type: string }): void => void events.push(e.type);
+  const first = (await Broker.start({ key: b1.keyPair, registry, suite, gossipInterval: 100 })).on('peer-down', onPeerDown);
+  const second = (await Broker.start({ key: b2.keyPair, registry, suite, gossipInterval: 100, peers: [first.address] })).on('peer-down', onPeerDown);
   try {
     await until(() => first.status().peers.length === 1 && second.status().peers.length === 1, 5000, 'the brokers are connected');
     // One of the two brokers holds the pair's connection as an accepted session: try both.

@@ -71,7 +71,7 @@ void test('a draining broker leaves: the others drop it from their list and node
     const client = await MeshNode.connect({ brokers: [mesh.brokers[0]!.address], key: mesh.client.keyPair, suite, timeout: 5000 });
     nodes.push(client);
     const seen: string[][] = [];
-    client.on('brokers', (list) => seen.push(list));
+    client.on('brokers', (e) => seen.push(e.brokers));
     await until(() => client.healthyBrokers.length === 3, 10_000, 'client connected to all three');
 
     const leaving = mesh.brokers[2]!;
@@ -190,7 +190,11 @@ void test('a --peer seed is dialled again after its tombstone expired: a restart
 
 void test('an event loop blocked for 2.5 s (brokers and node in this process) declares no healthy peer dead: timeouts stretch', async () => {
   const events: string[] = [];
-  const mesh = await startMesh(3, { onEvent: (e) => void ((e.type === 'peer-down' || e.type === 'disconnected') && events.push(`${e.type} ${'name' in e ? e.name : e.key}: ${e.error?.code ?? ''} ${e.error?.message ?? ''}`)) });
+  const mesh = await startMesh(3);
+  for (const b of mesh.brokers) {
+    b.on('peer-down', (e) => void events.push(`${e.type} ${e.key}: ${e.error?.code ?? ''} ${e.error?.message ?? ''}`));
+    b.on('disconnected', (e) => void events.push(`${e.type} ${e.name}: ${e.error?.code ?? ''} ${e.error?.message ?? ''}`));
+  }
   const nodes: MeshNode[] = [];
   try {
     const keys = mesh.brokers.map((b) => b.key).sort();
@@ -202,7 +206,7 @@ void test('an event loop blocked for 2.5 s (brokers and node in this process) de
     const client = await MeshNode.connect({ brokers: [mesh.brokers[1]!.address], key: mesh.client.keyPair, suite, timeout: 5000 });
     nodes.push(client);
     const downs: string[] = [];
-    for (const n of nodes) n.on('disconnect', (url) => downs.push(url));
+    for (const n of nodes) n.on('broker-down', (e) => downs.push(e.broker));
     await until(() => client.healthyBrokers.length === 3 && worker.healthyBrokers.length === 3, 10_000, 'nodes connected to all three');
     // Duplicate broker connections closed while the mesh formed (one per pair stays) are not what this test is about.
     events.length = 0;

@@ -109,7 +109,7 @@ test('forbidden call and forbidden serve: MESH_ERR_FORBIDDEN, the connection sta
   try {
     const n = await mesh.node(nodeP);
     const errors: string[] = [];
-    n.on('error', (e) => errors.push(`${e.code}: ${e.message}`));
+    n.on('broker-error', (e) => errors.push(`${e.error.code}: ${e.error.message}`));
     n.serve('echo', (r) => r.payload);
     n.serve('billing', () => 'stolen'); // not allowed: the broker answers FORBIDDEN and never routes to it
     await until(() => errors.length === 1, 2000, 'FORBIDDEN for the READY');

@@ -137,7 +137,7 @@ test('a revoked key is disconnected within one second with MESH_ERR_UNAUTHORIZED
     (await mesh.node(fast)).serve('echo', (r) => r.payload);
     const c = await mesh.node(client);
     const downs: Array<string | undefined> = [];
-    c.on('disconnect', (_b, e) => downs.push(e?.code));
+    c.on('broker-down', (e) => downs.push(e.error?.code));
     assert.equal((await c.request('echo', 'before')).toString(), 'before');
     const t0 = performance.now();
     mesh.broker.setRegistry(registryOf([[fast, { role: 'worker', serve: ['*'] }]]));
@@ -203,7 +203,7 @@ test('broker.close() drains: in-flight replies are delivered, queued requests ha
     }, { concurrency: 1 });
     const c = await mesh.node(client);
     const drains: string[] = [];
-    c.on('drain', (b) => drains.push(b));
+    c.on('broker-draining', (e) => drains.push(e.broker));
     const inflight = c.request('slow', 'a', { timeout: 3000 });
     await until(() => mesh.broker.status().pending === 1);
     const queued = c.request('slow', 'b', { timeout: 600, retries: 0 }).then(() => 'replied', (e: MeshError) => e.code);

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { MeshNode } from '../../lib/node/mesh-node.ts';
 import { generateKeyPair, encodeKey } from '../../lib/crypto/keys.ts';
-import { formatBrokerAddress } from '../../lib/crypto/broker-address.ts';
+import { formatBrokerAddress } from '../../lib/protocol/broker-address.ts';
 import { isMeshError } from '../../lib/errors.ts';
 import { root } from '../helpers/meshd-bin.ts';
 

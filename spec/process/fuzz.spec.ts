@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { MeshNode } from '../../lib/node/mesh-node.ts';
 import { encodeKey } from '../../lib/crypto/keys.ts';
 import { getSuite } from '../../lib/crypto/suites.ts';
-import { formatBrokerAddress, parseBrokerAddress } from '../../lib/crypto/broker-address.ts';
+import { formatBrokerAddress, parseBrokerAddress } from '../../lib/protocol/broker-address.ts';
 import { encodeFrame } from '../../lib/framing/frame-encoder.ts';
 import { encodePreamble } from '../../lib/protocol/preamble.ts';
 import type { Message } from '../../lib/protocol/messages.ts';

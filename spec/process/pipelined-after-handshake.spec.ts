@@ -12,7 +12,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { getSuite } from '../../lib/crypto/suites.ts';
-import { parseBrokerAddress } from '../../lib/crypto/broker-address.ts';
+import { parseBrokerAddress } from '../../lib/protocol/broker-address.ts';
 import { InitiatorHandshake } from '../../lib/protocol/handshake.ts';
 import { DEFAULT_HEARTBEAT } from '../../lib/protocol/hello.ts';
 import { EnvelopeCodec } from '../../lib/protocol/envelope-codec.ts';

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { MeshNode } from '../../lib/node/mesh-node.ts';
 import { encodeKey } from '../../lib/crypto/keys.ts';
 import { getSuite } from '../../lib/crypto/suites.ts';
-import { parseBrokerAddress } from '../../lib/crypto/broker-address.ts';
+import { parseBrokerAddress } from '../../lib/protocol/broker-address.ts';
 import { party } from '../helpers/mesh.ts';
 import { ChildBroker } from '../helpers/child-harness.ts';
 import type { ChildBrokerConfig } from '../helpers/child-harness.ts';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { BrokerEvent } from '../../lib/broker/broker.ts';
 import { encodeKey } from '../../lib/crypto/keys.ts';
-import { MeshFixture, party, registryOf, until } from '../helpers/mesh.ts';
+import { MeshFixture, onEveryEvent, party, registryOf, until } from '../helpers/mesh.ts';
 import { spawnChild } from '../helpers/child-harness.ts';
 import type { ChildHandle } from '../helpers/child-harness.ts';
 import { FateBook } from './tools.ts';
@@ -34,7 +34,8 @@ const startedLines = (child: ChildHandle): string[] => child.lines.filter((l) =>
 
 test('SIGKILL of the worker running a request: worker B answers it with dup, well within the deadline', async () => {
   const events: BrokerEvent[] = [];
-  const mesh = await MeshFixture.start(registry, { onEvent: (e) => events.push(e) });
+  const mesh = await MeshFixture.start(registry);
+  onEveryEvent(mesh.broker, (e) => events.push(e));
   let childA: ChildHandle | undefined;
   try {
     childA = await startChildWorker(mesh, 16);
@@ -80,7 +81,8 @@ test('SIGKILL of the worker running a request: worker B answers it with dup, wel
 
 test('SIGKILL of a worker with 4 requests running and 2 queued: all 6 answered once; only the 4 re-dispatched carry dup', async () => {
   const events: BrokerEvent[] = [];
-  const mesh = await MeshFixture.start(registry, { onEvent: (e) => events.push(e) });
+  const mesh = await MeshFixture.start(registry);
+  onEveryEvent(mesh.broker, (e) => events.push(e));
   let childA: ChildHandle | undefined;
   try {
     childA = await startChildWorker(mesh, 4);

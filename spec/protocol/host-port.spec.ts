@@ -31,7 +31,7 @@ test('what is wrong is said in words', () => {
     ['bad_host!:1', /not a valid host name/],
     ['-lead.example:1', /not a valid host name/],
     ['host:0', /port 0 is not valid here/],
-    ['host:65536', /port '65536' is not an integer from 1 to 65535/],
+    ['host:65536', /port 65536 is out of range \(1 to 65535\)/],
     ['host:-1', /port '-1' is not an integer/],
     ['host:12a', /port '12a' is not an integer/],
     ['host:000001', /port '000001' is not an integer/],
@@ -42,7 +42,7 @@ test('what is wrong is said in words', () => {
     assert.match(result as string, problem, JSON.stringify(text));
     assert.equal(parseHostPort(text), undefined);
   }
-  assert.match(checkHostPort('host:65536', { allowPortZero: true }) as string, /from 0 to 65535/);
+  assert.match(checkHostPort('host:65536', { allowPortZero: true }) as string, /out of range \(0 to 65535\)/);
 });
 
 test('formatHostPort and checkHostPort round-trip (property)', () => {

@@ -4,9 +4,9 @@
  * address alone is enough to authenticate the broker in the XK handshake.
  */
 
-import { isIPv4, isIPv6 } from 'node:net';
 import { MeshError } from '../errors.ts';
-import { decodeKey, encodeKey } from './keys.ts';
+import { decodeKey, encodeKey } from '../crypto/keys.ts';
+import { checkHostPort, formatHostPort } from './host-port.ts';
 
 /** A parsed broker address. */
 export interface BrokerAddress {
@@ -31,7 +31,6 @@ export type BrokerAddressParts =
 export const BROKER_SCHEME = 'mesh';
 
 const EXAMPLE = 'mesh://KEY@HOST:PORT';
-const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
 
 function bad(url: string, problem: string, cause?: unknown): MeshError {
   const shown = url.length > 200 ? `${url.slice(0, 200)}...` : url;
@@ -83,49 +82,15 @@ export function parseBrokerAddress(url: string): BrokerAddress {
     throw bad(url, err instanceof Error ? err.message : String(err), err);
   }
 
-  let host: string;
-  let portText: string;
-  if (hostPort.startsWith('[')) {
-    const close = hostPort.indexOf(']');
-    if (close < 0) throw bad(url, "IPv6 host has '[' without a closing ']'");
-    host = hostPort.slice(1, close);
-    if (host.length === 0) throw bad(url, 'missing host between [ and ]');
-    if (!isIPv6(host)) throw bad(url, `'[${host}]' is not a valid IPv6 address`);
-    const after = hostPort.slice(close + 1);
-    if (after.length === 0) throw bad(url, 'missing port after the host');
-    if (!after.startsWith(':')) throw bad(url, `unexpected '${after}' after ']'; expected ':PORT'`);
-    portText = after.slice(1);
-  } else {
-    const colon = hostPort.lastIndexOf(':');
-    if (colon < 0) {
-      if (hostPort.length === 0) throw bad(url, "missing host after '@'");
-      throw bad(url, 'missing port after the host');
-    }
-    host = hostPort.slice(0, colon);
-    portText = hostPort.slice(colon + 1);
-    if (host.length === 0) throw bad(url, "missing host after '@'");
-    if (host.includes(':')) throw bad(url, `IPv6 host '${host}' must be in brackets, e.g. [::1]`);
-    if (/^[0-9.]+$/.test(host)) {
-      if (!isIPv4(host)) throw bad(url, `'${host}' is not a valid IPv4 address`);
-    } else if (!HOST_NAME.test(host)) {
-      throw bad(url, `'${host}' is not a valid host name`);
-    }
-  }
-  const port = parsePort(url, portText);
+  if (hostPort.length === 0) throw bad(url, "missing host after '@'");
+  const checked = checkHostPort(hostPort);
+  if (typeof checked === 'string') throw bad(url, checked === 'missing host before the port' ? "missing host after '@'" : checked);
+  const { host, port } = checked;
   return Object.freeze({ publicKey, key: userinfo, host, port, url: formatUrl(userinfo, host, port) });
 }
 
-function parsePort(url: string, text: string): number {
-  if (text.length === 0) throw bad(url, "missing port after ':'");
-  if (!/^[0-9]+$/.test(text)) throw bad(url, `port '${text}' is not an integer from 1 to 65535`);
-  const port = Number(text);
-  if (port === 0) throw bad(url, 'port 0 is not valid in an address (ports are 1 to 65535)');
-  if (port > 65535) throw bad(url, `port ${text} is out of range (1 to 65535)`);
-  return port;
-}
-
 function formatUrl(key: string, host: string, port: number): string {
-  return `${BROKER_SCHEME}://${key}@${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return `${BROKER_SCHEME}://${key}@${formatHostPort(host, port)}`;
 }
 
 /**
@@ -140,15 +105,4 @@ export function formatBrokerAddress(parts: BrokerAddressParts): string {
     throw new MeshError('MESH_ERR_BAD_ADDRESS', `port must be an integer from 1 to 65535, got ${String(parts.port)}`);
   }
   return parseBrokerAddress(formatUrl(key, host, parts.port)).url;
-}
-
-/**
- * Parses a `host:port` or `[v6]:port` address as brokers announce them in
- * WELCOME, BROKERS and GOSSIP; undefined when it is not one (port 1..65535).
- */
-export function parseHostPort(address: string): { host: string; port: number } | undefined {
-  const m = /^\[?([^\]]+)\]?:(\d{1,5})$/.exec(address);
-  if (!m) return undefined;
-  const port = Number(m[2]);
-  return port > 0 && port < 65536 ? { host: m[1]!, port } : undefined;
 }

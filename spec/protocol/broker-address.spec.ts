@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isMeshError } from '../../lib/errors.ts';
-import { formatBrokerAddress, parseBrokerAddress } from '../../lib/crypto/broker-address.ts';
+import { formatBrokerAddress, parseBrokerAddress } from '../../lib/protocol/broker-address.ts';
 import { encodeKey, generateKeyPair } from '../../lib/crypto/keys.ts';
 
 const KP = generateKeyPair();
