@@ -12,18 +12,16 @@
 import { randomBytes } from 'node:crypto';
 import { MeshError } from '../errors.ts';
 import { listen } from '../framing/listener.ts';
-import type { AcceptedSocket, Listener } from '../framing/listener.ts';
+import type { Listener } from '../framing/listener.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
 import { resolveSuite } from '../crypto/suites.ts';
 import { encodeKey, readKeyFile } from '../crypto/keys.ts';
 import { formatBrokerAddress, parseBrokerAddress } from '../protocol/broker-address.ts';
-import { checkHostPort } from '../protocol/host-port.ts';
-import { Connection } from '../protocol/connection.ts';
-import { EventHub } from '../protocol/event-hub.ts';
-import type { EventListener } from '../protocol/event-hub.ts';
-import type { Message, BrokerInfo } from '../protocol/messages.ts';
+import { checkHostPort, formatHostPort } from '../protocol/host-port.ts';
+import { EventSource } from '../protocol/event-hub.ts';
+import type { BrokerInfo } from '../protocol/messages.ts';
 import { DEFAULT_MAX_PAYLOAD } from '../protocol/envelope-codec.ts';
-import type { BrokerEvent, BrokerEventType } from './broker-event.ts';
+import type { BrokerEvent } from './broker-event.ts';
 import type { BrokerOptions } from './broker-options.ts';
 import { nodeTimers } from './broker-timers.ts';
 import { handleMessage } from './handlers/handle-message.ts';
@@ -38,6 +36,7 @@ import { Router } from './router.ts';
 import { DEFAULT_QUEUE_LIMITS, ServiceTable } from './service-table.ts';
 import type { QueueLimits } from './service-table.ts';
 import type { Session } from './session.ts';
+import { SessionAcceptor } from './session-acceptor.ts';
 import { SessionDirectory } from './session-directory.ts';
 import { StallWatchdog } from './stall-watchdog.ts';
 
@@ -61,11 +60,8 @@ export interface BrokerSnapshot {
 /** Default longest wait for in-flight replies when draining, ms. */
 export const DEFAULT_DRAIN_TIMEOUT = 5000;
 
-/** Most messages kept from a connection before its session is set up. */
-const MAX_EARLY_MESSAGES = 1024;
-
 /** A meshd broker. Create with {@link Broker.start}. */
-export class Broker {
+export class Broker extends EventSource<BrokerEvent> {
   readonly #options: BrokerOptions;
   readonly #keyPair: KeyPair;
   readonly #suite: CryptoSuite;
@@ -80,16 +76,16 @@ export class Broker {
   #registry: Registry;
   #watcher: RegistryWatcher | undefined;
   #listener: Listener | undefined;
-  #handshakes = 0;
   #draining = false;
   #closing: Promise<void> | undefined;
   #peers: PeerMesh | undefined;
-  readonly #events = new EventHub<BrokerEvent>();
+  readonly #acceptor: SessionAcceptor;
 
   private constructor(options: BrokerOptions, keyPair: KeyPair, registry: Registry) {
+    super();
     this.#options = options;
     // What happens during start() reaches listeners attached right after it resolves.
-    this.#events.hold();
+    this.holdEvents();
     this.#keyPair = keyPair;
     this.#registry = registry;
     this.#suite = resolveSuite(options.suite);
@@ -114,7 +110,7 @@ export class Broker {
       onStall: (ms) => {
         // Every request still queued goes back (REFUSED): its client has most
         // likely resent it elsewhere, and a READY read now must not dispatch it.
-        this.#emit({ type: 'stalled', ms });
+        this.emit({ type: 'stalled', ms });
         this.#router.handBackQueued();
       },
     });
@@ -133,9 +129,33 @@ export class Broker {
       router: this.#router,
       now,
       stalled: () => this.#watchdog.stalled(),
-      emit: (event) => this.#emit(event),
+      emit: (event) => this.emit(event),
       gossip: (from, message) => this.#peers?.onGossip(from.key, message),
     };
+    this.#acceptor = new SessionAcceptor({
+      connection: {
+        keyPair,
+        suite: this.#suite,
+        role: 'broker',
+        name: options.name ?? 'broker',
+        bootId: this.#bootId,
+        heartbeat: options.heartbeat,
+        maxPayload: options.maxPayload ?? DEFAULT_MAX_PAYLOAD,
+        handshakeTimeout: options.handshakeTimeout,
+        maxOutboundBytes: options.maxOutboundBytes,
+        stallTimeout: options.stallTimeout,
+        now,
+      },
+      maxHandshakes: options.maxHandshakes,
+      maxConnections: options.maxConnections,
+      sessions: this.#sessions,
+      registry: registryInForce,
+      draining,
+      onSession: (session, remote) => this.#greet(session, remote),
+      onMessage: (session, message) => handleMessage(this.#context, session, message),
+      onClose: (session, error) => this.#onClose(session, error),
+      onHandshakeFailed: (remote, error) => this.emit({ type: 'handshake-failed', remote, error }),
+    });
   }
 
   /**
@@ -164,7 +184,7 @@ export class Broker {
         onChange: (next) => holder.broker?.setRegistry(next),
         onError: (error) => {
           const broker = holder.broker;
-          if (broker) broker.#emit({ type: 'registry-error', error });
+          if (broker) broker.emit({ type: 'registry-error', error });
         },
       });
       registry = await watcher.start();
@@ -176,7 +196,7 @@ export class Broker {
     broker.#watcher = watcher;
     try {
       checkAborted();
-      broker.#listener = await listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 }, (socket) => broker.#accept(socket));
+      broker.#listener = await listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 }, (socket) => broker.#acceptor.accept(socket));
       checkAborted();
     } catch (error) {
       watcher?.close();
@@ -185,7 +205,7 @@ export class Broker {
       throw error;
     }
     broker.#startMesh(seeds);
-    broker.#events.release();
+    broker.releaseEvents();
     return broker;
   }
 
@@ -196,7 +216,7 @@ export class Broker {
       suite: this.#suite,
       name: o.name ?? 'broker',
       bootId: this.#bootId,
-      addresses: [o.advertise ?? this.#listenAddress()],
+      addresses: [o.advertise ?? formatHostPort(this.#listener!.host, this.#listener!.port)],
       seeds,
       roundMs: o.gossipInterval,
       tombstoneMs: o.tombstone,
@@ -207,7 +227,7 @@ export class Broker {
       isBroker: (key) => this.#registry.getByKey(key)?.role === 'broker',
       onLiveChange: (live) => this.#pushBrokers(live),
       onRound: (live) => this.#pushBrokers(live),
-      onEvent: (event) => this.#emit(event),
+      onEvent: (event) => this.emit(event),
     });
     this.#peers.start();
     this.#watchdog.start();
@@ -247,7 +267,7 @@ export class Broker {
     return {
       address: this.address,
       sessions: this.#sessions.size,
-      handshakes: this.#handshakes,
+      handshakes: this.#acceptor.handshakes,
       pending: this.#pending.size,
       services: [...this.#services.values()].map((s) => ({ name: s.name, workers: s.workers.length, credits: s.totalCredits, queued: s.queueLength, queuedBytes: s.queueBytes })),
       brokers: this.#peers?.membership.liveKeys() ?? [],
@@ -285,7 +305,7 @@ export class Broker {
         }
       }
     }
-    this.#emit({ type: 'registry-reloaded', entries: next.size, removed: removed.length });
+    this.emit({ type: 'registry-reloaded', entries: next.size, removed: removed.length });
   }
 
   /**
@@ -303,90 +323,14 @@ export class Broker {
     await this.close();
   }
 
-  // ------------------------------------------------------------ accept
+  // ------------------------------------------------------------ sessions
 
-  /** Calls `listener` with every event of type `type` (see BrokerEvent; `meshd broker` logs them all). */
-  on<K extends BrokerEventType>(type: K, listener: EventListener<BrokerEvent, K>): this {
-    this.#events.on(type, listener);
-    return this;
-  }
-
-  /** Stops calling `listener` for `type`. */
-  off<K extends BrokerEventType>(type: K, listener: EventListener<BrokerEvent, K>): this {
-    this.#events.off(type, listener);
-    return this;
-  }
-
-  #emit(event: BrokerEvent): void {
-    this.#events.emit(event);
-  }
-
-  #accept(socket: AcceptedSocket): void {
-    const max = this.#options.maxHandshakes ?? 256;
-    const maxConnections = this.#options.maxConnections ?? 10_000;
-    if (this.#draining || this.#handshakes >= max || this.#sessions.size >= maxConnections) {
-      socket.destroy();
-      return;
-    }
-    this.#handshakes++;
-    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-    let session: Session | undefined;
-    const early: Message[] = [];
-    Connection.accept(
-      socket,
-      {
-        keyPair: this.#keyPair,
-        suite: this.#suite,
-        role: 'broker',
-        name: this.#options.name ?? 'broker',
-        bootId: this.#bootId,
-        heartbeat: this.#options.heartbeat,
-        maxPayload: this.#options.maxPayload ?? DEFAULT_MAX_PAYLOAD,
-        handshakeTimeout: this.#options.handshakeTimeout,
-        maxOutboundBytes: this.#options.maxOutboundBytes,
-        stallTimeout: this.#options.stallTimeout,
-        now: this.#now,
-        authorize: (key) => (this.#registry.get(key) ? undefined : new MeshError('MESH_ERR_UNAUTHORIZED', `key ${encodeKey(key)} is not in the registry`)),
-      },
-      {
-        onMessage: (message, connection) => {
-          if (session) return handleMessage(this.#context, session, message);
-          // Messages that came with handshake message 3, before the session
-          // exists (it is set up one microtask later): keep them, bounded.
-          if (early.length >= MAX_EARLY_MESSAGES) connection.close(new MeshError('MESH_ERR_LIMIT', 'too many messages before the session was set up'), { notify: true });
-          else early.push(message);
-        },
-        onClose: (error) => session && this.#onClose(session, error),
-      },
-    ).then(
-      (connection) => {
-        this.#handshakes--;
-        const key = encodeKey(connection.remoteKey);
-        const entry = this.#registry.getByKey(key);
-        if (!entry || this.#draining) {
-          connection.close(new MeshError(entry ? 'MESH_ERR_DRAINING' : 'MESH_ERR_UNAUTHORIZED', entry ? 'broker is draining' : 'key revoked'), { notify: true });
-          return;
-        }
-        session = this.#sessions.open(connection, key, entry);
-        this.#emit({ type: 'connected', key, name: entry.name, role: entry.role, remote });
-        // A peer broker gets GOSSIP instead of WELCOME.
-        if (entry.role === 'broker') this.#peers!.attachInbound(key, connection);
-        else connection.send({ type: 'WELCOME', brokerId: this.#keyPair.publicKey, bootId: this.#bootId, brokers: this.#peers!.live });
-        for (const message of early.splice(0)) {
-          if (!connection.closed) handleMessage(this.#context, session, message);
-        }
-      },
-      (error: MeshError) => {
-        this.#handshakes--;
-        this.#emit({ type: 'handshake-failed', remote, error });
-      },
-    );
-  }
-
-  #listenAddress(): string {
-    const l = this.#listener!;
-    const host = l.host.includes(':') ? `[${l.host}]` : l.host;
-    return `${host}:${l.port}`;
+  /** A session is open: a node gets WELCOME, a peer broker GOSSIP. */
+  #greet(session: Session, remote: string): void {
+    const { key, entry, connection } = session;
+    this.emit({ type: 'connected', key, name: entry.name, role: entry.role, remote });
+    if (entry.role === 'broker') this.#peers!.attachInbound(key, connection);
+    else connection.send({ type: 'WELCOME', brokerId: this.#keyPair.publicKey, bootId: this.#bootId, brokers: this.#peers!.live });
   }
 
   #onClose(session: Session, error: MeshError | undefined): void {
@@ -398,14 +342,14 @@ export class Broker {
     // Requests this worker was running go to another worker, flagged dup,
     // unless this process was frozen: then its clients have resent them.
     this.#router.rerouteInflight(session, this.#watchdog.stalled());
-    this.#emit({ type: 'disconnected', key: session.key, name: session.name, error });
+    this.emit({ type: 'disconnected', key: session.key, name: session.name, error });
   }
 
   // ------------------------------------------------------------ drain
 
   async #drainAndClose(): Promise<void> {
     this.#draining = true;
-    this.#emit({ type: 'draining' });
+    this.emit({ type: 'draining' });
     this.#peers?.leave();
     // Stop accepting now; the server's close completes once every connection is gone.
     const listenerClosed = this.#listener?.close();
@@ -428,6 +372,6 @@ export class Broker {
     });
     await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, 2000).unref())]);
     await Promise.race([listenerClosed, new Promise((r) => setTimeout(r, 1000).unref())]);
-    this.#emit({ type: 'closed' });
+    this.emit({ type: 'closed' });
   }
 }

@@ -11,8 +11,7 @@ import type { SuiteName } from '../crypto/suites.ts';
 import { encodeKey, readKeyFile } from '../crypto/keys.ts';
 import { parseBrokerAddress, formatBrokerAddress } from '../protocol/broker-address.ts';
 import { parseHostPort } from '../protocol/host-port.ts';
-import { EventHub } from '../protocol/event-hub.ts';
-import type { EventListener } from '../protocol/event-hub.ts';
+import { EventSource } from '../protocol/event-hub.ts';
 import type { BrokerAddress } from '../protocol/broker-address.ts';
 import type { RoleName } from '../protocol/hello.ts';
 import type { ChannelOptions } from '../protocol/connection.ts';
@@ -82,7 +81,7 @@ export type MeshNodeEvent =
 export type MeshNodeEventType = MeshNodeEvent['type'];
 
 /** A node of the mesh: client and worker. */
-export class MeshNode {
+export class MeshNode extends EventSource<MeshNodeEvent> {
   readonly #links = new Map<string, BrokerLink>();
   /** The latest broker list each broker sent (WELCOME, BROKERS), as keys. */
   readonly #lists = new Map<string, Set<string>>();
@@ -90,12 +89,12 @@ export class MeshNode {
   readonly #options: MeshNodeOptions;
   readonly #requester: Requester;
   readonly #runner: ServiceRunner;
-  readonly #events = new EventHub<MeshNodeEvent>();
   #healthyWaiters = new Set<() => void>();
   #attemptWatcher: (() => void) | undefined;
   #closing: Promise<void> | undefined;
 
   private constructor(options: MeshNodeOptions, keyPair: KeyPair, seeds: BrokerAddress[]) {
+    super();
     this.#options = options;
     const clock = systemClock(options.now);
     this.#settings = {
@@ -283,23 +282,7 @@ export class MeshNode {
     await this.close();
   }
 
-  /** Calls `listener` with every event of type `type` (see MeshNodeEvent). */
-  on<K extends MeshNodeEventType>(type: K, listener: EventListener<MeshNodeEvent, K>): this {
-    this.#events.on(type, listener);
-    return this;
-  }
-
-  /** Stops calling `listener` for `type`. */
-  off<K extends MeshNodeEventType>(type: K, listener: EventListener<MeshNodeEvent, K>): this {
-    this.#events.off(type, listener);
-    return this;
-  }
-
   // ------------------------------------------------------------ internals
-
-  #emit(event: MeshNodeEvent): void {
-    this.#events.emit(event);
-  }
 
   #addLink(address: BrokerAddress, seed: boolean): void {
     // One link per broker key: a second address for the same key is ignored.
@@ -307,7 +290,7 @@ export class MeshNode {
     const link = new BrokerLink(address, seed, this.#settings, {
       onUp: (l) => {
         this.#runner.onLinkUp();
-        this.#emit({ type: 'broker-up', broker: l.address.url });
+        this.emit({ type: 'broker-up', broker: l.address.url });
         for (const w of [...this.#healthyWaiters]) {
           this.#healthyWaiters.delete(w);
           w();
@@ -316,7 +299,7 @@ export class MeshNode {
       onDown: (l, error) => {
         this.#requester.onLinkDown(l, error);
         this.#runner.onLinkDown(l);
-        this.#emit({ type: 'broker-down', broker: l.address.url, error });
+        this.emit({ type: 'broker-down', broker: l.address.url, error });
       },
       onMessage: (l, message) => this.#onMessage(l, message),
       onAttemptFailed: () => this.#attemptWatcher?.(),
@@ -336,12 +319,12 @@ export class MeshNode {
       case 'DRAIN':
         this.#requester.onLinkDraining(link);
         this.#runner.onLinkDown(link);
-        this.#emit({ type: 'broker-draining', broker: link.address.url });
+        this.emit({ type: 'broker-draining', broker: link.address.url });
         return;
       case 'ERROR':
         if (message.id === undefined) {
           const code = isErrorCode(message.code) ? message.code : 'MESH_ERR_PROTOCOL';
-          this.#emit({ type: 'broker-error', broker: link.address.url, error: new MeshError(code, message.text, { retryable: message.retryable }) });
+          this.emit({ type: 'broker-error', broker: link.address.url, error: new MeshError(code, message.text, { retryable: message.retryable }) });
           return;
         }
         this.#requester.onMessage(link, message);
@@ -379,7 +362,7 @@ export class MeshNode {
       this.#addLink(parsed, false);
       changed = true;
     }
-    if (changed) this.#emit({ type: 'brokers', brokers: this.brokers });
+    if (changed) this.emit({ type: 'brokers', brokers: this.brokers });
   }
 
   /** Closes learned links that are not up and that no broker that is up lists; seeds stay. */

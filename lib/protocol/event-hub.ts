@@ -76,3 +76,38 @@ export class EventHub<E extends TypedEvent> {
     });
   }
 }
+
+/**
+ * The base of meshd's public classes that emit events (Broker, MeshNode):
+ * typed `on()` and `off()` for their users, `emit()` for the class itself.
+ */
+export abstract class EventSource<E extends TypedEvent> {
+  readonly #hub = new EventHub<E>();
+
+  /** Calls `listener` with every event of type `type`. Returns `this`. */
+  on<K extends E['type']>(type: K, listener: EventListener<E, K>): this {
+    this.#hub.on(type, listener);
+    return this;
+  }
+
+  /** Stops calling `listener` for `type`. Returns `this`. */
+  off<K extends E['type']>(type: K, listener: EventListener<E, K>): this {
+    this.#hub.off(type, listener);
+    return this;
+  }
+
+  /** Delivers `event` to its listeners (or queues it while held). */
+  protected emit(event: E): void {
+    this.#hub.emit(event);
+  }
+
+  /** Queues events until {@link releaseEvents} (see EventHub.hold). */
+  protected holdEvents(): void {
+    this.#hub.hold();
+  }
+
+  /** Delivers the queued events on the next turn of the event loop. */
+  protected releaseEvents(): void {
+    this.#hub.release();
+  }
+}

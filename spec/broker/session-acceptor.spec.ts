@@ -1,0 +1,158 @@
+// SessionAcceptor, on a real loopback listener: a registered key gets a
+// session and its first messages in order, an unknown key fails the
+// handshake, and the bounds (handshakes in progress, draining) close a
+// newcomer at once without touching the connections already admitted.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { SessionAcceptor } from '../../lib/broker/session-acceptor.ts';
+import type { SessionAcceptorOptions } from '../../lib/broker/session-acceptor.ts';
+import { SessionDirectory } from '../../lib/broker/session-directory.ts';
+import type { Session } from '../../lib/broker/session.ts';
+import { getSuite } from '../../lib/crypto/suites.ts';
+import type { MeshError } from '../../lib/errors.ts';
+import { listen } from '../../lib/framing/listener.ts';
+import type { Listener } from '../../lib/framing/listener.ts';
+import { Connection } from '../../lib/protocol/connection.ts';
+import type { Message } from '../../lib/protocol/messages.ts';
+import { party, registryOf, until } from '../helpers/mesh.ts';
+
+const broker = party('broker');
+const worker = party('worker');
+const stranger = party('stranger');
+const registry = registryOf([
+  [broker, { role: 'broker' }],
+  [worker, { role: 'node', serve: ['echo'] }],
+]);
+
+interface Rig {
+  readonly acceptor: SessionAcceptor;
+  readonly listener: Listener;
+  readonly sessions: SessionDirectory;
+  readonly opened: Session[];
+  readonly received: Array<[Session, Message]>;
+  readonly closed: Array<[Session, MeshError | undefined]>;
+  readonly failed: MeshError[];
+  draining: boolean;
+}
+
+async function rig(options: Partial<SessionAcceptorOptions> = {}): Promise<Rig> {
+  const sessions = new SessionDirectory();
+  const partial = { opened: [], received: [], closed: [], failed: [], draining: false, sessions } as Omit<Rig, 'acceptor' | 'listener'>;
+  const acceptor = new SessionAcceptor({
+    connection: { keyPair: broker.keyPair, suite: getSuite('node'), role: 'broker', name: 'b', handshakeTimeout: 2000 },
+    sessions,
+    registry: () => registry,
+    draining: () => r.draining,
+    onSession: (session) => void partial.opened.push(session),
+    onMessage: (session, message) => void partial.received.push([session, message]),
+    onClose: (session, error) => {
+      sessions.remove(session);
+      partial.closed.push([session, error]);
+    },
+    onHandshakeFailed: (_remote, error) => void partial.failed.push(error),
+    ...options,
+  });
+  const listener = await listen({ host: '127.0.0.1', port: 0 }, (socket) => acceptor.accept(socket));
+  const r: Rig = { ...partial, acceptor, listener };
+  return r;
+}
+
+function dial(r: Rig, who = worker, onMessage: (m: Message) => void = () => {}, onClose: (e: MeshError | undefined) => void = () => {}): Promise<Connection> {
+  return Connection.connect(
+    { host: '127.0.0.1', port: r.listener.port, remoteKey: broker.keyPair.publicKey, keyPair: who.keyPair, role: 'node', suite: getSuite('node'), handshakeTimeout: 2000 },
+    { onMessage, onClose },
+  );
+}
+
+/** A raw TCP socket that sends nothing; resolves with it once connected. */
+function silentSocket(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port }, () => resolve(socket));
+    socket.on('error', reject);
+  });
+}
+
+function closedSoon(socket: net.Socket, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+test('a registered key gets a session, and messages sent with the handshake arrive in order after it opens', async () => {
+  const r = await rig();
+  try {
+    const connection = await dial(r);
+    // Sent in the same turn as message 3: they may reach the broker before the session exists.
+    connection.send({ type: 'READY', service: 'echo', credits: 1 });
+    connection.send({ type: 'READY', service: 'echo', credits: 2 });
+    await until(() => r.received.length === 2, 3000, 'both READYs');
+    assert.equal(r.opened.length, 1);
+    assert.equal(r.opened[0]!.name, 'worker');
+    assert.deepEqual(r.received.map(([s, m]) => [s.id, m.type === 'READY' && m.credits]), [[r.opened[0]!.id, 1], [r.opened[0]!.id, 2]]);
+    assert.equal(r.acceptor.handshakes, 0);
+    assert.equal(r.sessions.size, 1);
+    connection.close();
+    await until(() => r.closed.length === 1, 3000, 'the session to close');
+    assert.equal(r.closed[0]![0], r.opened[0]);
+  } finally {
+    await r.listener.close();
+  }
+});
+
+test('a key the registry does not list fails the handshake with MESH_ERR_UNAUTHORIZED and opens no session', async () => {
+  const r = await rig();
+  try {
+    // The initiator is done after message 3; the verdict comes as an encrypted ERROR, then the close.
+    const ended: Array<MeshError | undefined> = [];
+    await dial(r, stranger, () => {}, (e) => void ended.push(e));
+    await until(() => ended.length === 1, 3000, 'the connection to be closed');
+    assert.equal(ended[0]?.code, 'MESH_ERR_UNAUTHORIZED');
+    await until(() => r.failed.length === 1, 3000, 'the failure to be reported');
+    assert.equal(r.failed[0]!.code, 'MESH_ERR_UNAUTHORIZED');
+    assert.equal(r.opened.length, 0);
+    assert.equal(r.acceptor.handshakes, 0);
+  } finally {
+    await r.listener.close();
+  }
+});
+
+test('past maxHandshakes a newcomer is closed at once; the slot frees when the silent socket goes', async () => {
+  const r = await rig({ maxHandshakes: 1 });
+  const silent = await silentSocket(r.listener.port);
+  try {
+    await until(() => r.acceptor.handshakes === 1, 3000, 'the silent socket to take the slot');
+    const second = await silentSocket(r.listener.port);
+    assert.equal(await closedSoon(second, 2000), true, 'the newcomer is closed');
+    assert.equal(r.acceptor.handshakes, 1);
+    silent.destroy();
+    await until(() => r.acceptor.handshakes === 0, 3000, 'the slot to free');
+    const connection = await dial(r);
+    await until(() => r.opened.length === 1, 3000, 'the session');
+    connection.close();
+  } finally {
+    silent.destroy();
+    await r.listener.close();
+  }
+});
+
+test('while draining, new connections are closed and open sessions are left alone', async () => {
+  const r = await rig();
+  try {
+    const received: Message[] = [];
+    const first = await dial(r, worker, (m) => void received.push(m));
+    await until(() => r.opened.length === 1, 3000, 'the first session');
+    r.draining = true;
+    const late = await silentSocket(r.listener.port);
+    assert.equal(await closedSoon(late, 2000), true, 'a connection during drain is closed');
+    assert.equal(first.closed, false);
+    assert.equal(r.sessions.size, 1);
+    first.close();
+  } finally {
+    await r.listener.close();
+  }
+});
