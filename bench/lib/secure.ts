@@ -117,7 +117,7 @@ class SecureListener {
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     const endpoint = new Endpoint();
-    const accepted = Connection.accept(socket, { keyPair: this.#side.keyPair, suite: this.#side.suite, role: 'broker', name: 'bench-server' }, endpoint).then(
+    const accepted = Connection.accept(socket, { keyPair: this.#side.keyPair, suite: this.#side.suite, role: 'broker', name: 'bench-server', bootId: new Uint8Array(16).fill(1) }, endpoint).then(
       (connection): Accepted => ({ connection, endpoint }),
     );
     const waiter = this.#waiting.shift();

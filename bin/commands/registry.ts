@@ -67,7 +67,7 @@ const add: MeshdCommand<RegistryAddArgs> = {
       .option('name', {
         type: 'string',
         requiresArg: true,
-        describe: 'Unique name of the party, 1 to 128 characters (shown in logs, stamped on its requests). Required',
+        describe: 'Unique name of the party, 1 to 128 UTF-8 bytes (shown in logs, stamped on its requests). Required',
       })
       .option('role', {
         type: 'string',

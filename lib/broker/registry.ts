@@ -13,7 +13,7 @@ import { MeshError } from '../errors.ts';
 import { decodeKey, ENCODED_KEY_LEN } from '../crypto/keys.ts';
 import { Role } from '../protocol/hello.ts';
 import type { RoleName } from '../protocol/hello.ts';
-import { MAX_NAME_LENGTH, SERVICE_NAME } from '../protocol/messages.ts';
+import { MAX_NAME_LENGTH, SERVICE_NAME, utf8Length } from '../protocol/messages.ts';
 
 /** One party in the registry. */
 export interface RegistryEntry {
@@ -35,7 +35,7 @@ export interface RegistryEntry {
 export interface RegistryEntryInit {
   /** Base64url X25519 public key. */
   readonly key: string;
-  /** Unique name, 1..128 characters. */
+  /** Unique name, 1..128 UTF-8 bytes. */
   readonly name: string;
   /** `broker`, `client`, `worker` or `node`. */
   readonly role: RoleName;
@@ -254,7 +254,7 @@ function validateEntry(raw: Readonly<Record<string, unknown>>, where: Where): Co
   if (typeof name !== 'string') {
     throw configError(`${where('name')}: \`name\` must be a string, got ${describe(name)}${typeof name === 'number' || typeof name === 'boolean' ? ` (quote it: "${name}")` : ''}`);
   }
-  if (name.length === 0 || name.length > MAX_NAME_LENGTH) throw configError(`${where('name')}: \`name\` must have 1 to ${MAX_NAME_LENGTH} characters, got ${name.length}`);
+  if (name.length === 0 || utf8Length(name) > MAX_NAME_LENGTH) throw configError(`${where('name')}: \`name\` must have 1 to ${MAX_NAME_LENGTH} UTF-8 bytes, got ${utf8Length(name)}`);
   if (/\p{Cc}/u.test(name)) throw configError(`${where('name')}: \`name\` contains a control character`);
   if (name.trim() !== name) throw configError(`${where('name')}: \`name\` ${JSON.stringify(name)} starts or ends with whitespace`);
 

@@ -195,7 +195,8 @@ export class Router {
    */
   #sendRequest(p: PendingRequest, worker: Session): boolean {
     try {
-      worker.connection.send({ ...p.message, ttl: Math.max(0, Math.floor(p.deadline - this.#now())) });
+      // To the worker: the time left, and no worker field (the hint was for this broker).
+      worker.connection.send({ ...p.message, ttl: Math.max(0, Math.floor(p.deadline - this.#now())), worker: undefined });
       return true;
     } catch (error) {
       if (!(error instanceof MeshError)) throw error;

@@ -7,6 +7,7 @@
 import { ErrorCodes } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { Connection } from '../protocol/connection.ts';
+import { MAX_ERROR_TEXT, truncateUtf8 } from '../protocol/messages.ts';
 import type { Dispatch } from '../protocol/messages.ts';
 import type { RegistryEntry } from './registry.ts';
 
@@ -48,6 +49,6 @@ export class Session {
 
   /** Sends an ERROR with `code` (retryable as ErrorCodes says), about request `id` when given. */
   sendError(code: ErrorCode, text: string, id?: Uint8Array): void {
-    this.connection.send({ type: 'ERROR', id, code, retryable: ErrorCodes[code].retryable, text });
+    this.connection.send({ type: 'ERROR', id, code, retryable: ErrorCodes[code].retryable, text: truncateUtf8(text, MAX_ERROR_TEXT) });
   }
 }

@@ -14,9 +14,12 @@ import type { BrokerAddress } from '../protocol/broker-address.ts';
 import { encodeKey } from '../crypto/keys.ts';
 import { Connection } from '../protocol/connection.ts';
 import type { HeartbeatSettings, RoleName } from '../protocol/hello.ts';
-import type { Message } from '../protocol/messages.ts';
+import type { Message, MessageTypeName } from '../protocol/messages.ts';
 import { backoffDelay, REFUSED_RECONNECT_MAX_MS } from '../protocol/backoff.ts';
 import type { ClientLink, WorkerLink } from './link.ts';
+
+/** What a broker may send a node after WELCOME (PING and PONG are answered below this layer). */
+const FROM_BROKER: ReadonlySet<MessageTypeName> = new Set<MessageTypeName>(['REQUEST', 'DISPATCHED', 'REPLY', 'ERROR', 'REFUSED', 'BROKERS', 'DRAIN']);
 
 /** Settings shared by every link of a node. */
 export interface LinkSettings {
@@ -165,6 +168,10 @@ export class BrokerLink implements ClientLink, WorkerLink {
             this.#draining = false;
             if (this.#active > 0) connection.setActive(true);
             this.#events.onUp(this);
+          } else if (!FROM_BROKER.has(message.type)) {
+            // One rule for every party (docs/protocol.md#who-may-send-what): a message its sender may not send closes the connection.
+            connection.close(new MeshError('MESH_ERR_PROTOCOL', `${message.type} may not be sent to a node by a broker`), { notify: true });
+            return;
           }
           if (message.type === 'DRAIN') this.#draining = true;
           this.#events.onMessage(this, message);

@@ -9,6 +9,7 @@
  */
 import { ErrorCodes, MeshError } from '../errors.ts';
 import { encodeKey } from '../crypto/keys.ts';
+import { MAX_ERROR_TEXT, truncateUtf8 } from '../protocol/messages.ts';
 import type { RequestMessage } from '../protocol/messages.ts';
 import type { Clock, TimerHandle } from './clock.ts';
 import type { WorkerLink, WorkerPool } from './link.ts';
@@ -271,7 +272,7 @@ export class ServiceRunner {
           return;
         }
         const text = error instanceof Error ? error.message : String(error);
-        this.#complete(s, m, key, link, e, { ok: false, code: 'MESH_ERR_HANDLER', retryable: false, text: text.slice(0, 1024) }, true);
+        this.#complete(s, m, key, link, e, { ok: false, code: 'MESH_ERR_HANDLER', retryable: false, text: truncateUtf8(text, MAX_ERROR_TEXT) }, true);
       },
     );
   }

@@ -186,6 +186,13 @@ export class Connection {
           io.framed.writeFrame(handshake.readMessage2(frame));
           io.done(handshake.result());
         },
+        // The responder answered the preamble, then closed instead of sending
+        // message 2: it could not decrypt message 1, which is sealed to the
+        // static key in the address (docs/protocol.md#2-handshake).
+        closedByPeer: () =>
+          handshake.awaitingMessage2
+            ? new MeshError('MESH_ERR_HANDSHAKE', `the broker at ${options.host}:${options.port} did not accept our handshake: the key in the address is probably not this broker's`, { retryable: false })
+            : undefined,
       };
     });
   }
@@ -451,6 +458,8 @@ interface HandshakeIo {
 interface HandshakeSteps {
   onPrefix(bytes: Buffer): void;
   onFrame(frame: Buffer): void;
+  /** What the peer's close at this step means, when it says more than "closed during the handshake". */
+  closedByPeer?(): MeshError | undefined;
 }
 
 /**
@@ -499,7 +508,8 @@ function runHandshake(
             connection.onSocketClose(error);
             return;
           }
-          failHandshake(handshakeError(error, where));
+          const early = error?.code === 'MESH_ERR_CONNECTION' ? steps?.closedByPeer?.() : undefined;
+          failHandshake(early ?? handshakeError(error, where));
         },
       },
     );

@@ -15,6 +15,7 @@ import { HandshakeState } from '../crypto/handshake-state.ts';
 import type { CipherState } from '../crypto/cipher-state.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
 import { checkVersion, decodePreamble, encodePreamble } from './preamble.ts';
+import type { Preamble } from './preamble.ts';
 import { decodeHello, encodeHello } from './hello.ts';
 import type { Hello } from './hello.ts';
 
@@ -52,6 +53,7 @@ export class InitiatorHandshake {
   readonly #preamble = encodePreamble();
   readonly #noise: HandshakeState;
   #step: 'start' | 'preamble' | 'msg2' | 'done' = 'start';
+  #remotePreamble: Preamble | undefined;
   #remoteHello: Hello | undefined;
 
   constructor(options: HandshakeSideOptions & { readonly remoteKey: Uint8Array }) {
@@ -77,14 +79,21 @@ export class InitiatorHandshake {
   /** Checks the responder's preamble (MESH_ERR_VERSION names both versions). */
   readPreamble(bytes: Uint8Array): void {
     if (this.#step !== 'preamble') throw new MeshError('MESH_ERR_HANDSHAKE', 'unexpected preamble');
-    checkVersion(decodePreamble(bytes), 'the responder');
+    const remote = decodePreamble(bytes);
+    checkVersion(remote, 'the responder');
+    this.#remotePreamble = remote;
     this.#step = 'msg2';
+  }
+
+  /** True after the responder's preamble, while message 2 has not arrived: the responder is reading message 1. */
+  get awaitingMessage2(): boolean {
+    return this.#step === 'msg2';
   }
 
   /** Reads message 2 and returns message 3. */
   readMessage2(message: Uint8Array): Uint8Array {
     if (this.#step !== 'msg2') throw new MeshError('MESH_ERR_HANDSHAKE', 'unexpected handshake message');
-    this.#remoteHello = decodeHello(this.#noise.readMessage(message));
+    this.#remoteHello = checkHelloVersion(decodeHello(this.#noise.readMessage(message)), this.#remotePreamble!, 'responder');
     const message3 = this.#noise.writeMessage(encodeHello(this.#options.hello));
     this.#step = 'done';
     return message3;
@@ -102,6 +111,7 @@ export class ResponderHandshake {
   readonly #options: HandshakeSideOptions;
   #noise: HandshakeState | undefined;
   #step: 'preamble' | 'msg1' | 'msg3' | 'done' = 'preamble';
+  #remotePreamble: Preamble | undefined;
   #remoteHello: Hello | undefined;
 
   constructor(options: HandshakeSideOptions) {
@@ -122,6 +132,7 @@ export class ResponderHandshake {
     } catch (error) {
       return { preamble, error: error as MeshError };
     }
+    this.#remotePreamble = remote;
     this.#noise = HandshakeState.initialize({
       protocolName: NOISE_PROTOCOL,
       initiator: false,
@@ -146,10 +157,19 @@ export class ResponderHandshake {
   /** Reads message 3: the handshake is complete. */
   readMessage3(message: Uint8Array): HandshakeResult {
     if (this.#step !== 'msg3' || !this.#noise) throw new MeshError('MESH_ERR_HANDSHAKE', 'unexpected handshake message');
-    this.#remoteHello = decodeHello(this.#noise.readMessage(message));
+    this.#remoteHello = checkHelloVersion(decodeHello(this.#noise.readMessage(message)), this.#remotePreamble!, 'initiator');
     this.#step = 'done';
     return finish(this.#noise, this.#remoteHello);
   }
+}
+
+/** A HELLO's version must be the one its sender put in its preamble (MESH_ERR_HANDSHAKE otherwise). */
+function checkHelloVersion(hello: Hello, preamble: Preamble, sender: string): Hello {
+  const { major, minor } = hello.version;
+  if (major !== preamble.major || minor !== preamble.minor) {
+    throw new MeshError('MESH_ERR_HANDSHAKE', `the ${sender}'s HELLO says version ${major}.${minor} but its preamble says ${preamble.major}.${preamble.minor}`);
+  }
+  return hello;
 }
 
 function finish(noise: HandshakeState, remoteHello: Hello): HandshakeResult {

@@ -10,7 +10,7 @@
 import { MeshError } from '../errors.ts';
 import { HeaderCodec } from './strict-cbor.ts';
 import type { HeaderValue } from './strict-cbor.ts';
-import { BOOT_ID_LENGTH, MAX_NAME_LENGTH } from './messages.ts';
+import { BOOT_ID_LENGTH, MAX_NAME_LENGTH, utf8Length } from './messages.ts';
 
 /** Roles a party can have. */
 export const Role = { broker: 'broker', client: 'client', worker: 'worker', node: 'node' } as const;
@@ -81,9 +81,12 @@ export function decodeHello(bytes: Uint8Array, codec = new HeaderCodec()): Hello
   const role = m.get(HelloKey.role);
   if (typeof role !== 'string' || !Object.hasOwn(Role, role)) fail('role must be broker, client, worker or node');
   const name = m.get(HelloKey.name);
-  if (name !== undefined && (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH)) fail(`name must be a string of 1..${MAX_NAME_LENGTH} characters`);
+  if (name !== undefined && (typeof name !== 'string' || name.length === 0 || utf8Length(name) > MAX_NAME_LENGTH)) fail(`name must be a string of 1..${MAX_NAME_LENGTH} UTF-8 bytes`);
   const bootId = m.get(HelloKey.bootId);
   if (bootId !== undefined && (!(bootId instanceof Uint8Array) || bootId.length !== BOOT_ID_LENGTH)) fail(`boot id must be ${BOOT_ID_LENGTH} bytes`);
+  // docs/protocol.md#hello: a broker says which process start it is; nodes have no boot id.
+  if (role === 'broker' && bootId === undefined) fail('a broker HELLO must carry its boot id (key 3)');
+  if (role !== 'broker' && bootId !== undefined) fail(`a ${role} HELLO must not carry a boot id (key 3): only brokers send one`);
   const version = m.get(HelloKey.version);
   if (!Array.isArray(version) || version.length !== 2) fail('version must be [major, minor]');
   const hb = m.get(HelloKey.heartbeat);
@@ -93,7 +96,7 @@ export function decodeHello(bytes: Uint8Array, codec = new HeaderCodec()): Hello
   const heartbeat = {
     idleMs: uint(hb[0], 'heartbeat idle', 10, MAX_TIMER_MS),
     activeMs: uint(hb[1], 'heartbeat active', 10, MAX_TIMER_MS),
-    deadMs: uint(hb[2], 'heartbeat dead', 20, MAX_TIMER_MS),
+    deadMs: uint(hb[2], 'heartbeat dead', 10, MAX_TIMER_MS),
   };
   if (heartbeat.deadMs <= heartbeat.activeMs) fail('heartbeat dead must be longer than active');
   return {

@@ -28,6 +28,26 @@ export const MessageType = {
 /** A message type name, as used on the wire and in code. */
 export type MessageTypeName = keyof typeof MessageType;
 
+/**
+ * Length of a text in UTF-8 bytes: the unit of every text limit of the
+ * protocol (names, ERROR text: CDDL `tstr .size`).
+ */
+export function utf8Length(text: string): number {
+  return Buffer.byteLength(text, 'utf8');
+}
+
+/** The longest prefix of `text` that is at most `maxBytes` UTF-8 bytes, never cutting a character in two. */
+export function truncateUtf8(text: string, maxBytes: number): string {
+  // Every UTF-16 code unit takes one to three UTF-8 bytes.
+  if (text.length * 3 <= maxBytes) return text;
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= maxBytes) return text;
+  let end = maxBytes;
+  // bytes[end] is the first byte left out: while it continues a character, leave that whole character out.
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString('utf8');
+}
+
 /** Integer keys of the envelope header map. */
 export const HeaderKey = {
   type: 0,
@@ -173,7 +193,8 @@ const EMPTY = new Uint8Array(0);
 const TYPE_NAMES = new Map<number, MessageTypeName>(Object.entries(MessageType).map(([name, n]) => [n, name as MessageTypeName]));
 const STATUS_NAMES = new Map<number, BrokerStatusName>(Object.entries(BrokerStatus).map(([name, n]) => [n, name as BrokerStatusName]));
 const ERROR_CODE = /^MESH_ERR_[A-Z0-9_]{1,54}$/;
-const ADDRESS = /^[^\s/@]{1,262}$/;
+/** An announced address: 1 to 262 printable ASCII characters (0x21..0x7e), no `/` or `@` (docs/protocol.md#header-keys). */
+const ADDRESS = /^[\x21-\x2e\x30-\x3f\x41-\x7e]{1,262}$/;
 
 // ---------------------------------------------------------------- encoding
 
@@ -181,12 +202,12 @@ function brokerInfoToArray(b: BrokerInfo): HeaderValue[] {
   return [b.id, [...b.addresses], b.bootId, b.incarnation];
 }
 
-/** The header map of a message (without payload). */
+/** The header map of a message (without payload), keys in ascending order (docs/protocol.md#header-keys). */
 export function messageToHeader(msg: Message): Map<number, HeaderValue> {
   const h = new Map<number, HeaderValue>([[HeaderKey.type, MessageType[msg.type]]]);
   switch (msg.type) {
     case 'WELCOME':
-      h.set(HeaderKey.brokerId, msg.brokerId).set(HeaderKey.bootId, msg.bootId).set(HeaderKey.brokers, msg.brokers.map(brokerInfoToArray));
+      h.set(HeaderKey.brokers, msg.brokers.map(brokerInfoToArray)).set(HeaderKey.brokerId, msg.brokerId).set(HeaderKey.bootId, msg.bootId);
       break;
     case 'READY':
       h.set(HeaderKey.service, msg.service).set(HeaderKey.credits, msg.credits);
@@ -205,8 +226,8 @@ export function messageToHeader(msg: Message): Map<number, HeaderValue> {
       break;
     case 'REPLY':
       h.set(HeaderKey.id, msg.id);
-      if (msg.to) h.set(HeaderKey.to, msg.to);
       if (msg.worker) h.set(HeaderKey.worker, msg.worker);
+      if (msg.to) h.set(HeaderKey.to, msg.to);
       break;
     case 'ERROR':
       if (msg.id) h.set(HeaderKey.id, msg.id);
@@ -220,10 +241,9 @@ export function messageToHeader(msg: Message): Map<number, HeaderValue> {
       h.set(HeaderKey.brokers, msg.brokers.map(brokerInfoToArray));
       break;
     case 'GOSSIP':
-      h.set(HeaderKey.bootId, msg.bootId).set(HeaderKey.incarnation, msg.incarnation).set(
-        HeaderKey.view,
-        msg.view.map((v) => [...brokerInfoToArray(v), BrokerStatus[v.status], v.reachable]),
-      );
+      h.set(HeaderKey.bootId, msg.bootId)
+        .set(HeaderKey.view, msg.view.map((v) => [...brokerInfoToArray(v), BrokerStatus[v.status], v.reachable]))
+        .set(HeaderKey.incarnation, msg.incarnation);
       break;
     case 'PING':
     case 'PONG':
@@ -289,7 +309,7 @@ class FieldReader {
     const v = this.#get(name, !optional);
     if (v === undefined) return undefined;
     if (typeof v !== 'string') this.fail(name, 'is not a text string');
-    if (v.length > max) this.fail(name, `is longer than ${max}`);
+    if (v.length > max || (v.length * 3 > max && utf8Length(v) > max)) this.fail(name, `is longer than ${max} UTF-8 bytes`);
     if (pattern && !pattern.test(v)) this.fail(name, `has an invalid value ${JSON.stringify(v.slice(0, 64))}`);
     return v;
   }

@@ -106,6 +106,19 @@ test('REQUEST is stamped and dispatched, DISPATCHED names the worker, REPLY is s
   });
 });
 
+test('a hinted REQUEST reaches the hinted worker even without credit, and without the worker field', async () => {
+  await withBroker(async ({ connect, worker }) => {
+    const w1 = await worker(keys.worker1, 0);
+    await worker(keys.worker2, 5);
+    const c = await connect(keys.client, 'client');
+    c.send(request(1, { worker: keys.worker1.publicKey }));
+    const got = await w1.take('REQUEST');
+    assert.equal(hex(got.id), hex(id(1)));
+    assert.equal(got.worker, undefined, 'the hint was for the broker: B→W REQUEST has no key 6');
+    assert.equal(hex(got.sender), hex(keys.client.publicKey));
+  });
+});
+
 test('a bad request gets a clear error with the code\'s retryable flag, and the client stays connected', async () => {
   await withBroker(
     async ({ events, connect, worker }) => {

@@ -177,7 +177,7 @@ void describe('registry editing', () => {
   void test('add does not create a file for an invalid entry', async () => {
     const dir = await freshDir();
     const file = join(dir, 'registry.yaml');
-    await assertConfig(addRegistryEntry(file, { key: K1, name: '', role: 'client' }), '1 to 128 characters');
+    await assertConfig(addRegistryEntry(file, { key: K1, name: '', role: 'client' }), '1 to 128 UTF-8 bytes');
     assert.deepEqual(await readdir(dir), []);
   });
 

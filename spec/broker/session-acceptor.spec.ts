@@ -40,7 +40,7 @@ async function rig(options: Partial<SessionAcceptorOptions> = {}): Promise<Rig> 
   const sessions = new SessionDirectory();
   const partial = { opened: [], received: [], closed: [], failed: [], draining: false, sessions } as Omit<Rig, 'acceptor' | 'listener'>;
   const acceptor = new SessionAcceptor({
-    connection: { keyPair: broker.keyPair, suite: getSuite('node'), role: 'broker', name: 'b', handshakeTimeout: 2000 },
+    connection: { keyPair: broker.keyPair, suite: getSuite('node'), role: 'broker', name: 'b', bootId: new Uint8Array(16).fill(0xbb), handshakeTimeout: 2000 },
     sessions,
     registry: () => registry,
     draining: () => r.draining,

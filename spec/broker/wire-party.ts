@@ -31,7 +31,7 @@ export class WireParty {
     const inbox: Message[] = [];
     const closed = { error: undefined as MeshError | undefined, done: false };
     const connection = await Connection.connect(
-      { host: address.host, port: address.port, remoteKey: address.publicKey, keyPair, role, name: role, suite: getSuite('node') },
+      { host: address.host, port: address.port, remoteKey: address.publicKey, keyPair, role, name: role, suite: getSuite('node'), bootId: role === 'broker' ? new Uint8Array(16).fill(7) : undefined },
       {
         onMessage: (message) => inbox.push(message),
         onClose: (error) => {

@@ -201,6 +201,30 @@ void describe('key files', () => {
     });
   }
 
+  void test('a key file another tool writes from docs/cli.md#key-files is read: unclamped key, any JSON layout, extra members', async () => {
+    // Built with node:crypto and plain JSON only, as a script in another language would:
+    // 32 random bytes as the private key (not clamped), X25519 public key, base64url without padding.
+    const { createPrivateKey, createPublicKey, randomBytes } = await import('node:crypto');
+    const raw = randomBytes(32);
+    raw[0]! |= 0x07; // the low bits clamping would clear: the file keeps them, X25519 ignores them
+    raw[31]! |= 0x80;
+    const pkcs8 = Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), raw]);
+    const spki = createPublicKey(createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })).export({ format: 'der', type: 'spki' });
+    const publicRaw = spki.subarray(spki.length - 32);
+    const path = fresh();
+    const text = JSON.stringify({ version: 1, publicKey: publicRaw.toString('base64url'), comment: 'made by hand', privateKey: raw.toString('base64url'), type: 'meshd-x25519-private-key' }, null, 2);
+    fs.writeFileSync(path, text, { mode: 0o600 }); // pretty-printed, no trailing newline
+    const kp = await readKeyFile(path);
+    assert.equal(hex(kp.privateKey), raw.toString('hex'), 'the private key is kept as written, not clamped');
+    assert.equal(hex(kp.publicKey), publicRaw.toString('hex'));
+    assert.equal(hex(readKeyFileSync(path, { suite: getSuite('noble') }).publicKey), publicRaw.toString('hex'), 'noble derives the same public key');
+  });
+
+  void test('what meshd writes is the documented line: the four members in order, 43-character keys, one newline', () => {
+    const text = formatKeyFile(generateKeyPair());
+    assert.match(text, /^\{"type":"meshd-x25519-private-key","version":1,"privateKey":"[A-Za-z0-9_-]{43}","publicKey":"[A-Za-z0-9_-]{43}"\}\n$/);
+  });
+
   void test('readKeyFile refuses an oversized file without parsing it', async () => {
     const path = fresh();
     fs.writeFileSync(path, ' '.repeat(10_000), { mode: 0o600 });

@@ -47,7 +47,9 @@ export class TestServer {
   readonly closes: Array<{ error: MeshError | undefined; connection: Connection }> = [];
   #waiters: Array<() => void> = [];
 
-  constructor(options: AcceptOptions, handlers: Partial<ConnectionHandlers> = {}) {
+  constructor(accept: AcceptOptions, handlers: Partial<ConnectionHandlers> = {}) {
+    // A broker's HELLO carries its boot id (docs/protocol.md#hello).
+    const options: AcceptOptions = accept.role === 'broker' && !accept.bootId ? { ...accept, bootId: new Uint8Array(16).fill(0xb0) } : accept;
     this.server = net.createServer((socket) => {
       Connection.accept(socket, options, {
         onMessage: (message, connection) => {

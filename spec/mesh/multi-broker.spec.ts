@@ -113,7 +113,7 @@ async function rawConnect(broker: Broker, p: Party, role: 'broker' | 'client') {
   let closedWith: MeshError | undefined;
   let closed = false;
   const connection = await Connection.connect(
-    { host: url.hostname, port: Number(url.port), remoteKey: decodeKey(url.username, 'broker key'), keyPair: p.keyPair, suite, role, name: p.name },
+    { host: url.hostname, port: Number(url.port), remoteKey: decodeKey(url.username, 'broker key'), keyPair: p.keyPair, suite, role, name: p.name, bootId: role === 'broker' ? new Uint8Array(16).fill(7) : undefined },
     {
       onMessage: (m) => messages.push(m),
       onClose: (error) => {

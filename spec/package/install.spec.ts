@@ -182,7 +182,7 @@ void describe('the packed package, installed into an empty app', { concurrency: 
     // A copy of what `npm pack` needs, with this checkout's node_modules linked in.
     const src = join(work, 'src');
     mkdirSync(src);
-    for (const item of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'lib', 'bin', 'docs', 'scripts']) {
+    for (const item of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'lib', 'bin', 'docs', 'scripts', 'conformance']) {
       cpSync(join(root, item), join(src, item), { recursive: true });
     }
     symlinkSync(join(root, 'node_modules'), join(src, 'node_modules'), 'dir');
@@ -202,7 +202,7 @@ void describe('the packed package, installed into an empty app', { concurrency: 
   void test('the tarball holds the compiled package and its docs, no TypeScript sources, specs or build state', () => {
     const installed = join(app, 'node_modules', 'meshd');
     const files = filesUnder(installed).map((f) => relative(installed, f));
-    for (const needed of ['package.json', 'README.md', 'LICENSE', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/internal.js', 'dist/lib/internal.d.ts', 'dist/bin/meshd.js', 'docs/api.md']) {
+    for (const needed of ['package.json', 'README.md', 'LICENSE', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/internal.js', 'dist/lib/internal.d.ts', 'dist/bin/meshd.js', 'docs/api.md', 'conformance/README.md', 'conformance/vectors/messages.json']) {
       assert.ok(files.includes(needed), `${needed} is in the package`);
     }
     const stray = files.filter((f) => (f.endsWith('.ts') && !f.endsWith('.d.ts')) || f.startsWith('spec/') || f.startsWith('lib/') || f.startsWith('bin/') || f.includes('tsbuildinfo'));

@@ -67,6 +67,9 @@ test('wrong responder key: the responder fails to open message 1, the initiator 
   const f = await fixture();
   await assert.rejects(connectThrough(f.port, suite.generateKeyPair().publicKey), (e) => {
     assertMeshError(e, 'MESH_ERR_HANDSHAKE');
+    // The responder answered the preamble and closed without message 2: the initiator says why.
+    assert.match(e.message, /did not accept our handshake: the key in the address is probably not this broker's/);
+    assert.equal(e.retryable, false);
     return true;
   });
   await f.server.until(() => f.server.failures.length === 1);

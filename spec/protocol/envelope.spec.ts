@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { EnvelopeCodec } from '../../lib/protocol/envelope-codec.ts';
 import { checkHeaderCbor, HeaderCodec } from '../../lib/protocol/strict-cbor.ts';
-import { headerToMessage, MessageType } from '../../lib/protocol/messages.ts';
+import { headerToMessage, messageToHeader, MessageType, truncateUtf8, utf8Length } from '../../lib/protocol/messages.ts';
 import type { Message } from '../../lib/protocol/messages.ts';
 import { MeshError } from '../../lib/errors.ts';
 
@@ -30,6 +30,39 @@ export const messageArb: fc.Arbitrary<Message> = fc.oneof(
   fc.constant({ type: 'DRAIN' as const }),
   fc.record({ type: fc.constant('GOSSIP' as const), bootId: bytes(16), incarnation: fc.nat({ max: 2 ** 32 - 1 }), view: fc.array(fc.record({ id: bytes(32), addresses: fc.constant(['127.0.0.1:1']), bootId: bytes(16), incarnation: fc.nat({ max: 2 ** 32 - 1 }), status: fc.constantFrom('alive' as const, 'suspect' as const, 'leaving' as const, 'dead' as const), reachable: fc.boolean() }), { maxLength: 4 }) }),
 );
+
+test('every header is written with its keys in ascending order (property)', () => {
+  const headers = new HeaderCodec();
+  fc.assert(
+    fc.property(messageArb, (msg) => {
+      // The decoded Map keeps the order of the bytes.
+      const keys = [...headers.decode(headers.encode(messageToHeader(msg))).keys()];
+      assert.deepEqual(keys, [...keys].sort((a, b) => a - b), msg.type);
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+test('text limits count UTF-8 bytes: 128 ASCII characters pass, 65 two-byte ones do not', () => {
+  const codec = new EnvelopeCodec();
+  const request = (senderName: string): Message => ({ type: 'REQUEST', id: new Uint8Array(16), service: 'echo', attempt: 1, dup: false, ttl: 1, sender: new Uint8Array(32).fill(1), senderName, payload: new Uint8Array(0) });
+  assert.equal((codec.decode(codec.encodeToBuffer(request('n'.repeat(128)))) as { senderName?: string }).senderName?.length, 128);
+  assert.equal((codec.decode(codec.encodeToBuffer(request('é'.repeat(64)))) as { senderName?: string }).senderName?.length, 64);
+  expectCode(() => codec.decode(codec.encodeToBuffer(request('é'.repeat(65)))), 'MESH_ERR_PROTOCOL', /senderName is longer than 128 UTF-8 bytes/);
+});
+
+test('truncateUtf8 keeps at most the limit in bytes and never cuts a character (property)', () => {
+  fc.assert(
+    fc.property(fc.string({ unit: 'binary', maxLength: 300 }), fc.integer({ min: 0, max: 400 }), (text, max) => {
+      const cut = truncateUtf8(text, max);
+      assert.ok(utf8Length(cut) <= max, `${utf8Length(cut)} > ${max}`);
+      assert.ok(text.startsWith(cut) || Buffer.from(text).subarray(0, Buffer.byteLength(cut)).toString() === cut);
+      if (utf8Length(text) <= max) assert.equal(cut, text);
+      else assert.ok(max - utf8Length(cut) < 4, 'only the last character is dropped');
+    }),
+    { numRuns: 2000 },
+  );
+});
 
 /** Deep equality that treats Buffer and Uint8Array alike. */
 function plain(v: unknown): unknown {

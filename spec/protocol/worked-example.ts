@@ -10,7 +10,7 @@ import type { Hello } from '../../lib/protocol/hello.ts';
 import { EnvelopeCodec } from '../../lib/protocol/envelope-codec.ts';
 import { packSegments } from '../../lib/protocol/segments.ts';
 import { encodeFrame } from '../../lib/framing/frame-encoder.ts';
-import type { RequestMessage } from '../../lib/protocol/messages.ts';
+import type { Message, RequestMessage } from '../../lib/protocol/messages.ts';
 
 const suite = getSuite('noble');
 
@@ -31,6 +31,21 @@ export const initiatorHello: Hello = { role: 'node', name: 'node-1', version: { 
 export const exampleRequest: RequestMessage = { type: 'REQUEST', id: new Uint8Array(16).fill(0x11), service: 'echo', attempt: 1, dup: false, ttl: 1000, payload: new TextEncoder().encode('hello') };
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+const fill = (n: number, byte: number): Uint8Array => new Uint8Array(n).fill(byte);
+
+/** The message examples of docs/protocol.md#6-messages, built from the values their text states. */
+export const messageExamples: Record<string, Message> = {
+  'brokers-envelope': { type: 'BROKERS', brokers: [{ id: fill(32, 0xaa), addresses: ['127.0.0.1:4222'], bootId: fill(16, 0xbb), incarnation: 0 }] },
+  'dispatched-envelope': { type: 'DISPATCHED', dispatched: [{ id: fill(16, 0x11), worker: fill(32, 0xcc) }] },
+  'drain-envelope': { type: 'DRAIN' },
+  'gossip-envelope': {
+    type: 'GOSSIP',
+    bootId: fill(16, 0xbb),
+    incarnation: 1,
+    view: [{ id: fill(32, 0xaa), addresses: ['127.0.0.1:4222'], bootId: fill(16, 0xbb), incarnation: 1, status: 'alive', reachable: true }],
+  },
+};
 
 /** Every block of the worked example, by name, as hex. */
 export function computeExample(): Record<string, string> {
@@ -68,6 +83,7 @@ export function computeExample(): Record<string, string> {
     'request-envelope': hex(envelope),
     'request-plaintext': hex(plaintext!),
     'request-frame': hex(encodeFrame(sealed)),
+    ...Object.fromEntries(Object.entries(messageExamples).map(([name, m]) => [name, hex(codec.encodeToBuffer(m))])),
   };
 }
 
