@@ -92,7 +92,7 @@ function segment(data: Uint8Array, flags = 0): Buffer {
 // ------------------------------------------------------------------ JSON form
 
 /** Message fields in header-key order (docs/protocol.md#header-keys), payload last. */
-const MESSAGE_FIELDS = ['type', 'id', 'service', 'attempt', 'dup', 'ttl', 'worker', 'sender', 'senderName', 'credits', 'code', 'retryable', 'text', 'brokers', 'brokerId', 'bootId', 'dispatched', 'view', 'to', 'incarnation', 'payload'];
+const MESSAGE_FIELDS = ['type', 'id', 'service', 'attempt', 'dup', 'ttl', 'worker', 'sender', 'senderName', 'credits', 'code', 'retryable', 'text', 'brokers', 'brokerId', 'bootId', 'dispatched', 'view', 'to', 'incarnation', 'trace', 'payload'];
 /** Fields of broker entries and dispatch pairs, in their CBOR array order. */
 const ENTRY_FIELDS = ['id', 'worker', 'addresses', 'bootId', 'incarnation', 'status', 'reachable'];
 
@@ -258,6 +258,8 @@ const MESSAGE_CASES: readonly MessageCase[] = [
   { name: 'reply', message: { type: 'REPLY', id: rid(0x11), payload: utf8('hello') } },
   { name: 'reply-to', message: { type: 'REPLY', id: rid(0x11), to: key(0xa4), payload: utf8('hello') }, note: 'worker to broker: addressed to a client' },
   { name: 'reply-worker', message: { type: 'REPLY', id: rid(0x11), worker: key(0xcc), payload: utf8('hello') }, note: 'broker to client: the worker stamped' },
+  { name: 'request-trace', message: { type: 'REQUEST', id: rid(0x36), service: 'echo', attempt: 1, dup: false, ttl: 1000, trace: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', payload: utf8('hello') }, note: 'a W3C traceparent as the trace context (key 20)' },
+  { name: 'reply-trace', message: { type: 'REPLY', id: rid(0x36), worker: key(0xcc), trace: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', payload: utf8('hello') }, note: 'the trace context back from the worker' },
   { name: 'reply-to-and-worker', message: { type: 'REPLY', id: rid(0x11), to: key(0xa4), worker: key(0xcc), payload: new Uint8Array(0) }, note: 'both optional keys, empty payload' },
   { name: 'error-connection', message: { type: 'ERROR', code: 'MESH_ERR_PROTOCOL', retryable: false, text: 'REQUEST: field ttl is missing' }, note: 'no id: about the connection' },
   { name: 'error-request', message: { type: 'ERROR', id: rid(0x11), code: 'MESH_ERR_HANDLER', retryable: false, text: 'boom' } },
@@ -714,6 +716,9 @@ function messageCases(): RejectCase[] {
     m('request-id-15', request({ 1: fill(15, 0x11) }), 'a request id of 15 bytes: ids are 16'),
     m('request-id-17', request({ 1: fill(17, 0x11) }), 'a request id of 17 bytes'),
     m('request-worker-33', request({ 6: fill(33, 0xcc) }), 'a worker key of 33 bytes: keys are 32'),
+    m('request-trace-space', request({ 20: '00-4bf9 2f35' }), 'a trace context with a space: printable ASCII without spaces'),
+    m('request-trace-257', request({ 20: 't'.repeat(257) }), 'a trace context of 257 characters: at most 256'),
+    m('request-trace-empty', request({ 20: '' }), 'an empty trace context: 1 to 256 characters'),
     m('reply-to-31', [[0, 6], [1, rid(0x11)], [18, fill(31, 0xa4)]], 'a to key of 31 bytes'),
     m('welcome-broker-id-33', [[0, 1], [13, [brokerEntry()]], [14, fill(33, 0xaa)], [15, BB]], 'a broker id of 33 bytes'),
     m('welcome-boot-id-15', [[0, 1], [13, [brokerEntry()]], [14, key(0xaa)], [15, fill(15, 0xbb)]], 'a boot id of 15 bytes: boot ids are 16'),

@@ -208,6 +208,7 @@ export class MeshNode extends EventSource<MeshNodeEvent> {
             attempt: request.attempt,
             dup: request.dup,
             service: request.service,
+            trace: request.trace,
             ttl: request.ttl,
             get signal() {
               return request.signal;

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { MeshError, isErrorCode } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { Message } from '../protocol/messages.ts';
-import { MAX_ATTEMPT, SERVICE_NAME } from '../protocol/messages.ts';
+import { MAX_ATTEMPT, MAX_TRACE_LENGTH, SERVICE_NAME, TRACE } from '../protocol/messages.ts';
 import type { ClientLink, ClientPool } from './link.ts';
 import type { Clock, TimerHandle } from './clock.ts';
 import { RetryBudget } from './retry-budget.ts';
@@ -26,6 +26,11 @@ export interface RequestOptions {
   readonly signal?: AbortSignal | undefined;
   /** Send through this broker (its mesh:// URL or base64url key) first. */
   readonly broker?: string | undefined;
+  /**
+   * Trace context carried untouched to the worker (`req.trace`), e.g. a W3C
+   * `traceparent`: 1 to 256 printable ASCII characters, no space.
+   */
+  readonly trace?: string | undefined;
 }
 
 /** Longest delay a Node timer can wait, ms (about 24.8 days): the largest timeout a request may have. */
@@ -58,6 +63,7 @@ interface Outstanding {
   readonly deadline: number;
   readonly attemptTimeout: number;
   readonly preferred: string | undefined;
+  readonly trace: string | undefined;
   retriesLeft: number;
   handbacks: number;
   attempt: number;
@@ -108,6 +114,9 @@ export class Requester {
         new MeshError('MESH_ERR_CONFIG', `invalid request options: timeout ${String(timeout)} and attemptTimeout ${String(attemptTimeout)} must be ms in (0, ${MAX_TIMER_MS}], retries ${String(retries)} an integer in 0..${MAX_ATTEMPT - 1}`),
       );
     }
+    if (options.trace !== undefined && (typeof options.trace !== 'string' || !TRACE.test(options.trace))) {
+      return Promise.reject(new MeshError('MESH_ERR_CONFIG', `invalid trace ${JSON.stringify(String(options.trace).slice(0, 64))}: 1 to ${MAX_TRACE_LENGTH} printable ASCII characters without spaces`));
+    }
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(new MeshError('MESH_ERR_ABORTED', `request to ${service} aborted`, { cause: signal.reason }));
     return new Promise<Buffer>((resolve, reject) => {
@@ -124,6 +133,7 @@ export class Requester {
         deadline: now + timeout,
         attemptTimeout: options.attemptTimeout ?? timeout / (retries + 1),
         preferred: options.broker,
+        trace: options.trace,
         retriesLeft: retries,
         handbacks: 0,
         attempt: 0,
@@ -273,7 +283,7 @@ export class Requester {
     o.attempt++;
     o.link = link;
     link.retain();
-    const sent = link.send({ type: 'REQUEST', id: o.id, service: o.service, attempt: o.attempt, dup: o.dup, ttl: wireTtl, worker: o.hint, payload: o.payload });
+    const sent = link.send({ type: 'REQUEST', id: o.id, service: o.service, attempt: o.attempt, dup: o.dup, ttl: wireTtl, worker: o.hint, trace: o.trace, payload: o.payload });
     if (!sent) {
       link.release();
       o.link = undefined;

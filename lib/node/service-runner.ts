@@ -30,6 +30,8 @@ export interface IncomingRequest {
   readonly dup: boolean;
   /** The service name. */
   readonly service: string;
+  /** The client's trace context (e.g. a W3C `traceparent`), untouched; undefined when it sent none. It goes back in the REPLY. */
+  readonly trace: string | undefined;
   /**
    * The request's ttl when it arrived, ms: the time the attempt that brought
    * it may still take (for the client's last attempt, the time left until
@@ -247,6 +249,7 @@ export class ServiceRunner {
       attempt: m.attempt,
       dup: m.dup,
       service: m.service,
+      trace: m.trace,
       ttl: m.ttl,
       get signal() {
         return signalOf();
@@ -359,7 +362,7 @@ export class ServiceRunner {
   #deliver(m: RequestMessage, paths: readonly WorkerLink[], outcome: Outcome): void {
     const to = m.sender!;
     const message = outcome.ok
-      ? ({ type: 'REPLY', id: m.id, to, payload: outcome.payload } as const)
+      ? ({ type: 'REPLY', id: m.id, to, trace: m.trace, payload: outcome.payload } as const)
       : ({ type: 'ERROR', id: m.id, to, code: outcome.code, retryable: outcome.retryable, text: outcome.text } as const);
     const fits = (l: WorkerLink): boolean => message.type !== 'REPLY' || message.payload.length <= l.peerMaxPayload;
     const tooLarge = { type: 'ERROR', id: m.id, to, code: 'MESH_ERR_ENVELOPE_TOO_LARGE', retryable: false, text: 'the reply is over the broker\'s payload limit' } as const;

@@ -70,7 +70,13 @@ export const HeaderKey = {
   view: 17,
   to: 18,
   incarnation: 19,
+  trace: 20,
 } as const;
+
+/** Longest trace context (key 20), bytes. */
+export const MAX_TRACE_LENGTH = 256;
+/** A trace context: printable ASCII without space, e.g. a W3C `traceparent` (docs/protocol.md#header-keys). */
+export const TRACE = /^[\x21-\x7e]{1,256}$/;
 
 /** Length of a request id in bytes. */
 export const REQUEST_ID_LENGTH = 16;
@@ -147,6 +153,8 @@ export interface RequestMessage {
   readonly worker?: Uint8Array | undefined;
   readonly sender?: Uint8Array | undefined;
   readonly senderName?: string | undefined;
+  /** Trace context, carried untouched from client to worker (e.g. a W3C `traceparent`). */
+  readonly trace?: string | undefined;
   readonly payload: Uint8Array;
 }
 /** B→C: which request ids went to which worker. */
@@ -157,6 +165,8 @@ export interface ReplyMessage {
   readonly id: Uint8Array;
   readonly to?: Uint8Array | undefined;
   readonly worker?: Uint8Array | undefined;
+  /** Trace context, carried untouched from worker to client. */
+  readonly trace?: string | undefined;
   readonly payload: Uint8Array;
 }
 /** Any direction: an error, about a request when `id` is set. */
@@ -220,6 +230,7 @@ export function messageToHeader(msg: Message): Map<number, HeaderValue> {
       if (msg.worker) h.set(HeaderKey.worker, msg.worker);
       if (msg.sender) h.set(HeaderKey.sender, msg.sender);
       if (msg.senderName !== undefined) h.set(HeaderKey.senderName, msg.senderName);
+      if (msg.trace !== undefined) h.set(HeaderKey.trace, msg.trace);
       break;
     case 'DISPATCHED':
       h.set(HeaderKey.dispatched, msg.dispatched.map((d) => [d.id, d.worker]));
@@ -228,6 +239,7 @@ export function messageToHeader(msg: Message): Map<number, HeaderValue> {
       h.set(HeaderKey.id, msg.id);
       if (msg.worker) h.set(HeaderKey.worker, msg.worker);
       if (msg.to) h.set(HeaderKey.to, msg.to);
+      if (msg.trace !== undefined) h.set(HeaderKey.trace, msg.trace);
       break;
     case 'ERROR':
       if (msg.id) h.set(HeaderKey.id, msg.id);
@@ -401,6 +413,7 @@ export function headerToMessage(header: Map<number, HeaderValue>, payload: Uint8
         worker: r.bytes('worker', KEY_LENGTH, true),
         sender: r.bytes('sender', KEY_LENGTH, true),
         senderName: r.text('senderName', MAX_NAME_LENGTH, undefined, true),
+        trace: r.text('trace', MAX_TRACE_LENGTH, TRACE, true),
         payload,
       };
       break;
@@ -416,7 +429,7 @@ export function headerToMessage(header: Map<number, HeaderValue>, payload: Uint8
       break;
     }
     case 'REPLY':
-      msg = { type, id: r.bytes('id', REQUEST_ID_LENGTH), to: r.bytes('to', KEY_LENGTH, true), worker: r.bytes('worker', KEY_LENGTH, true), payload };
+      msg = { type, id: r.bytes('id', REQUEST_ID_LENGTH), to: r.bytes('to', KEY_LENGTH, true), worker: r.bytes('worker', KEY_LENGTH, true), trace: r.text('trace', MAX_TRACE_LENGTH, TRACE, true), payload };
       break;
     case 'ERROR':
       msg = {

@@ -17,11 +17,11 @@ export const messageArb: fc.Arbitrary<Message> = fc.oneof(
   fc.record({ type: fc.constant('READY' as const), service, credits: fc.integer({ min: 0, max: 65535 }) }),
   fc.record({ type: fc.constant('CANCEL' as const), service }),
   fc.record(
-    { type: fc.constant('REQUEST' as const), id: bytes(16), service, attempt: fc.integer({ min: 1, max: 255 }), dup: fc.boolean(), ttl: fc.integer({ min: 0, max: 2 ** 31 - 1 }), worker: bytes(32), sender: bytes(32), senderName: fc.string({ maxLength: 40 }), payload: fc.uint8Array({ maxLength: 3000 }) },
+    { type: fc.constant('REQUEST' as const), id: bytes(16), service, attempt: fc.integer({ min: 1, max: 255 }), dup: fc.boolean(), ttl: fc.integer({ min: 0, max: 2 ** 31 - 1 }), worker: bytes(32), sender: bytes(32), senderName: fc.string({ maxLength: 40 }), trace: fc.stringMatching(/^[!-~]{1,60}$/), payload: fc.uint8Array({ maxLength: 3000 }) },
     { requiredKeys: ['type', 'id', 'service', 'attempt', 'dup', 'ttl', 'payload'] },
   ),
   fc.record({ type: fc.constant('DISPATCHED' as const), dispatched: fc.array(fc.record({ id: bytes(16), worker: bytes(32) }), { maxLength: 20 }) }),
-  fc.record({ type: fc.constant('REPLY' as const), id: bytes(16), to: bytes(32), worker: bytes(32), payload: fc.uint8Array({ maxLength: 3000 }) }, { requiredKeys: ['type', 'id', 'payload'] }),
+  fc.record({ type: fc.constant('REPLY' as const), id: bytes(16), to: bytes(32), worker: bytes(32), trace: fc.stringMatching(/^[!-~]{1,60}$/), payload: fc.uint8Array({ maxLength: 3000 }) }, { requiredKeys: ['type', 'id', 'payload'] }),
   fc.record({ type: fc.constant('ERROR' as const), id: bytes(16), code: fc.constantFrom('MESH_ERR_BUSY', 'MESH_ERR_HANDLER'), retryable: fc.boolean(), text: fc.string({ maxLength: 100 }), to: bytes(32) }, { requiredKeys: ['type', 'code', 'retryable', 'text'] }),
   fc.record({ type: fc.constant('REFUSED' as const), id: bytes(16) }),
   fc.constant({ type: 'PING' as const }),

@@ -18,5 +18,5 @@ export function handleReply(ctx: HandlerContext, worker: Session, m: ReplyMessag
     client.sendError('MESH_ERR_ENVELOPE_TOO_LARGE', `reply of ${m.payload.length} bytes is over the client's limit of ${client.connection.peerMaxPayload}`, m.id);
     return;
   }
-  client.connection.send({ type: 'REPLY', id: m.id, worker: worker.publicKey, payload: m.payload });
+  client.connection.send({ type: 'REPLY', id: m.id, worker: worker.publicKey, trace: m.trace, payload: m.payload });
 }
