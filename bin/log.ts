@@ -1,19 +1,61 @@
 /**
- * Logs of the long-running commands (`meshd broker`, `meshd serve`): one JSON
- * object per line on stderr, never a payload. Every line has `time` (ISO
- * 8601), `level` (`info`, `warn` or `error`), `event` and `msg`; the other
- * fields depend on the event (docs/cli.md#logs-and-signals).
+ * Logs of the long-running commands (`meshd broker`, `meshd serve`), written
+ * with pino: one JSON object per line on stderr, never a payload. Every line
+ * has `time` (ISO 8601), `level` (`debug`, `info`, `warn` or `error`),
+ * `event` and `msg`; the other fields depend on the event
+ * (docs/cli.md#logs-and-signals). `--log-level` drops the lines below a
+ * level; `--log-format pretty` (the default when stderr is a terminal)
+ * prints one readable line per event instead of JSON.
  */
 
+import pino from 'pino';
 import type { BrokerEvent, MeshError } from '../lib/index.ts';
 import type { Output } from './context.ts';
 
 /** How bad a log line is. */
-export type LogLevel = 'info' | 'warn' | 'error';
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
-/** Writes JSON log lines. */
+/** The levels `--log-level` takes, least to most severe; `silent` logs nothing. */
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+
+/** What `--log-format` takes: `auto` is `pretty` on a terminal, else `json`. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+
+/** Writes log lines. */
 export interface Logger {
   log(level: LogLevel, event: string, msg: string, fields?: Readonly<Record<string, unknown>>): void;
+}
+
+/** Options of {@link createLogger}. */
+export interface LoggerOptions {
+  /** Lines below this level are dropped (default `info`). */
+  readonly level?: (typeof LOG_LEVELS)[number] | undefined;
+  /** `json` lines, or `pretty` ones for a person; `auto` (default) picks pretty when `out` is a terminal. */
+  readonly format?: (typeof LOG_FORMATS)[number] | undefined;
+  /** The clock, for tests. */
+  readonly now?: (() => Date) | undefined;
+}
+
+/** The log options of `meshd broker` and `meshd serve`, for yargs' `.options()`. */
+export const LOG_OPTIONS = {
+  'log-level': {
+    choices: LOG_LEVELS,
+    default: 'info' as const,
+    requiresArg: true,
+    describe: 'Drop log lines below this level (silent: none). Env: MESHD_LOG_LEVEL',
+  },
+  'log-format': {
+    choices: LOG_FORMATS,
+    default: 'auto' as const,
+    requiresArg: true,
+    describe: 'json: one JSON object per line; pretty: one readable line; auto: pretty when stderr is a terminal, else json. Env: MESHD_LOG_FORMAT',
+  },
+};
+
+/** The values of {@link LOG_OPTIONS}. */
+export interface LogArgs {
+  readonly 'log-level': (typeof LOG_LEVELS)[number];
+  readonly 'log-format': (typeof LOG_FORMATS)[number];
 }
 
 /** A MeshError as log fields: its stable code and its message. */
@@ -21,13 +63,48 @@ export function errorFields(error: MeshError | undefined): Record<string, string
   return error === undefined ? {} : { code: error.code, error: error.message };
 }
 
-/** A logger writing to `out`; `now` is for tests. */
-export function jsonLogger(out: Output, now: () => Date = () => new Date()): Logger {
+/** A logger writing to `out` (stderr in the CLI). */
+export function createLogger(out: Output & { readonly isTTY?: boolean }, options: LoggerOptions = {}): Logger {
+  const now = options.now ?? ((): Date => new Date());
+  const format = options.format === undefined || options.format === 'auto' ? (out.isTTY === true ? 'pretty' : 'json') : options.format;
+  const destination = format === 'pretty' ? { write: (line: string) => out.write(prettyLine(line)) } : { write: (line: string) => out.write(line) };
+  const log = pino(
+    {
+      level: options.level ?? 'info',
+      base: undefined,
+      messageKey: 'msg',
+      timestamp: () => `,"time":"${now().toISOString()}"`,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
   return {
     log(level, event, msg, fields = {}) {
-      out.write(`${JSON.stringify({ time: now().toISOString(), level, event, msg, ...fields })}\n`);
+      log[level]({ event, ...fields }, msg);
     },
   };
+}
+
+/** The logger of the CLI before pino: kept for callers that pass only a clock. */
+export function jsonLogger(out: Output, now: () => Date = () => new Date()): Logger {
+  return createLogger(out, { format: 'json', now });
+}
+
+/** One JSON log line as a person reads it: `time LEVEL event: msg key=value ...`. */
+export function prettyLine(line: string): string {
+  let record: Record<string, unknown>;
+  try {
+    record = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line;
+  }
+  const { time, level, event, msg, ...rest } = record;
+  const clock = typeof time === 'string' ? time.slice(11, 23) : '';
+  const extra = Object.entries(rest)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ');
+  return `${clock} ${String(level).toUpperCase().padEnd(5)} ${String(event)}: ${String(msg)}${extra ? `  ${extra}` : ''}\n`;
 }
 
 /** Logs one broker event (`meshd broker` listens to every type). */

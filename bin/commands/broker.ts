@@ -11,10 +11,11 @@ import { BROKER_EVENT_TYPES, Broker, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_PAYLOAD,
 import type { SuiteName } from '../../lib/index.ts';
 import { contextOf, docsEpilogue, println } from '../context.ts';
 import type { MeshdCommand } from '../context.ts';
-import { jsonLogger, logBrokerEvent } from '../log.ts';
+import { LOG_OPTIONS, createLogger, logBrokerEvent } from '../log.ts';
+import type { LogArgs } from '../log.ts';
 import { LINGER_MS, brokerList, integerProblem, parseListen, stopSignals } from '../options.ts';
 
-export interface BrokerArgs {
+export interface BrokerArgs extends LogArgs {
   readonly listen: string;
   readonly key: string;
   readonly registry: string;
@@ -34,7 +35,7 @@ export interface BrokerArgs {
 const MAX_MAX_PAYLOAD = 64 * 1024 * 1024;
 
 /** The options a `--config` file may set, by type. */
-const CONFIG_STRINGS = ['listen', 'key', 'registry', 'admin', 'name', 'suite', 'advertise'] as const;
+const CONFIG_STRINGS = ['listen', 'key', 'registry', 'admin', 'name', 'suite', 'advertise', 'log-level', 'log-format'] as const;
 const CONFIG_NUMBERS = ['max-payload', 'queue-max', 'drain-timeout', 'gossip-interval'] as const;
 const CONFIG_LISTS = ['peer'] as const;
 const CONFIG_KEYS: readonly string[] = [...CONFIG_STRINGS, ...CONFIG_NUMBERS, ...CONFIG_LISTS];
@@ -170,6 +171,7 @@ export const broker: MeshdCommand<BrokerArgs> = {
         requiresArg: true,
         describe: 'Admin HTTP endpoint HOST:PORT. Accepted but not used yet: the admin endpoint comes in a later release. Env: MESHD_ADMIN',
       })
+      .options(LOG_OPTIONS)
       .option('config', {
         type: 'string',
         requiresArg: true,
@@ -201,7 +203,7 @@ export const broker: MeshdCommand<BrokerArgs> = {
       .epilogue(docsEpilogue('meshd-broker')),
   handler: async (argv) => {
     const ctx = contextOf(argv);
-    const logger = jsonLogger(ctx.io.stderr);
+    const logger = createLogger(ctx.io.stderr, { level: argv['log-level'], format: argv['log-format'] });
     const listen = parseListen(argv.listen);
     if (typeof listen === 'string') throw new Error(`unreachable: check() validates --listen: ${listen}`);
     const peers = brokerList(argv.peer);

@@ -10,11 +10,11 @@ import { DEFAULT_CONCURRENCY, MeshError, MeshNode, isMeshError, readKeyFile } fr
 import type { KeyPair } from '../../lib/index.ts';
 import { contextOf, docsEpilogue, println } from '../context.ts';
 import type { CliContext, MeshdCommand } from '../context.ts';
-import { errorFields, jsonLogger } from '../log.ts';
-import type { Logger } from '../log.ts';
+import { LOG_OPTIONS, createLogger, errorFields } from '../log.ts';
+import type { LogArgs, Logger } from '../log.ts';
 import { LINGER_MS, brokerList, integerProblem, stopSignals } from '../options.ts';
 
-export interface ServeArgs {
+export interface ServeArgs extends LogArgs {
   readonly service: string;
   readonly broker: readonly string[];
   readonly key: string;
@@ -137,6 +137,7 @@ export const serve: MeshdCommand<ServeArgs> = {
         requiresArg: true,
         describe: 'Give up (exit 1) when no broker has accepted the worker this many ms after start. Default: keep trying forever. Env: MESHD_CONNECT_TIMEOUT',
       })
+      .options(LOG_OPTIONS)
       .check((argv) => {
         if (!argv.echo) return 'serve needs a handler: --echo (answer each request with its payload) is the only one for now';
         if (brokerList(argv.broker).length === 0) return '--broker needs at least one mesh://KEY@HOST:PORT';
@@ -148,7 +149,7 @@ export const serve: MeshdCommand<ServeArgs> = {
       .epilogue(docsEpilogue('meshd-serve')),
   handler: async (argv) => {
     const ctx = contextOf(argv);
-    const logger = jsonLogger(ctx.io.stderr);
+    const logger = createLogger(ctx.io.stderr, { level: argv['log-level'], format: argv['log-format'] });
     const stop = stopSignals(ctx.host);
     const waiting = new AbortController();
     void stop.stopped.then(() => waiting.abort());

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { MeshError, encodeKey, generateKeyPair, writeKeyFileSync } from '../../lib/index.ts';
 import { main, protectDashKeys } from '../../bin/cli.ts';
 import type { CliHost, HostSignal } from '../../bin/context.ts';
-import { jsonLogger, logBrokerEvent } from '../../bin/log.ts';
+import { createLogger, jsonLogger, logBrokerEvent } from '../../bin/log.ts';
 import { brokerList, parseListen, signalExitCode, stopSignals } from '../../bin/options.ts';
 import { formatTable } from '../../bin/commands/registry.ts';
 
@@ -278,6 +278,26 @@ void describe('pieces', () => {
     stop.dispose();
     host.send('SIGTERM');
     assert.deepEqual(host.exits, [143], 'disposed: no longer listening');
+  });
+
+  void test('--log-level drops lower lines; pretty is one readable line; auto follows the terminal', () => {
+    let text = '';
+    const out = { write: (s: string | Uint8Array) => (text += String(s)) };
+    const warnOnly = createLogger(out, { level: 'warn', format: 'json', now: () => new Date(0) });
+    warnOnly.log('info', 'connected', 'hidden');
+    warnOnly.log('error', 'registry-error', 'shown', { code: 'MESH_ERR_CONFIG' });
+    assert.deepEqual(text.trim().split('\n').map((l) => JSON.parse(l) as unknown), [{ time: '1970-01-01T00:00:00.000Z', level: 'error', event: 'registry-error', msg: 'shown', code: 'MESH_ERR_CONFIG' }]);
+    text = '';
+    createLogger(out, { level: 'silent', format: 'json' }).log('error', 'x', 'never');
+    assert.equal(text, '');
+    createLogger(out, { format: 'pretty', now: () => new Date(Date.UTC(2026, 0, 5, 9, 30, 0, 123)) }).log('warn', 'handshake-failed', 'handshake failed', { remote: '127.0.0.1:6', code: 'MESH_ERR_UNAUTHORIZED' });
+    assert.equal(text, '09:30:00.123 WARN  handshake-failed: handshake failed  remote=127.0.0.1:6 code=MESH_ERR_UNAUTHORIZED\n');
+    text = '';
+    createLogger({ ...out, isTTY: true }).log('info', 'closed', 'broker closed');
+    assert.match(text, /^\d\d:\d\d:\d\d\.\d{3} INFO {2}closed: broker closed\n$/);
+    text = '';
+    createLogger(out).log('info', 'closed', 'broker closed');
+    assert.equal((JSON.parse(text) as { event: string }).event, 'closed', 'not a terminal: JSON');
   });
 
   void test('broker events become one JSON line each, with the error code and no payload', () => {
