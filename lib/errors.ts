@@ -50,7 +50,7 @@ export const ErrorCodes = {
   MESH_ERR_NO_SERVICE: { retryable: true, wire: true, closesLink: false, refusal: false, summary: 'No worker has offered this service at this broker.' },
   MESH_ERR_HANDLER: { retryable: false, wire: true, closesLink: false, refusal: false, summary: 'The worker handler threw; the message carries its text.' },
   MESH_ERR_DRAINING: { retryable: true, wire: true, closesLink: false, refusal: false, summary: 'The broker or worker is draining and takes no new work.' },
-  MESH_ERR_LIMIT: { retryable: false, wire: true, closesLink: true, refusal: false, summary: 'A configured limit was exceeded (too many handshakes, too many connections, a queue or cache bound).' },
+  MESH_ERR_LIMIT: { retryable: false, wire: true, closesLink: true, refusal: false, summary: 'A configured limit was exceeded: more messages before the session was set up than a broker holds, or a queue or cache bound. (Connections over the handshake or connection bounds are closed before the preamble, with no ERROR.)' },
   MESH_ERR_CONFIG: { retryable: false, wire: false, closesLink: false, refusal: false, summary: 'Invalid configuration or options.' },
 } as const satisfies Record<string, ErrorCodeInfo>;
 

@@ -103,7 +103,7 @@ export class Broker extends EventSource<BrokerEvent> {
         if (worker) this.#router.idle(worker);
       },
     });
-    this.#router = new Router({ sessions: this.#sessions, services: this.#services, pending: this.#pending, queueLimits, now });
+    this.#router = new Router({ sessions: this.#sessions, services: this.#services, pending: this.#pending, queueLimits, now, mayServe: (session, service) => this.#registry.mayServe(session.entry, service) });
     this.#watchdog = new StallWatchdog({
       now,
       timers,
@@ -297,8 +297,13 @@ export class Broker extends EventSource<BrokerEvent> {
     for (const key of [...removed, ...changed]) this.#peers?.revoke(key);
     for (const key of changed) {
       const entry = next.getByKey(key);
-      for (const s of this.#sessions.withKey(key)) {
+      for (const s of [...this.#sessions.withKey(key)]) {
         if (!entry) continue;
+        if (s.entry.role === 'broker' && entry.role !== 'broker') {
+          // A peer that is no longer a broker: closed as a revoked key would be.
+          s.connection.close(new MeshError('MESH_ERR_UNAUTHORIZED', 'key no longer has role broker in the registry'), { notify: true });
+          continue;
+        }
         s.entry = entry;
         for (const service of [...s.services]) {
           if (!next.mayServe(entry, service)) this.#router.withdraw(s, service);

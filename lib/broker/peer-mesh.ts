@@ -359,7 +359,11 @@ export class PeerMesh {
         this.onGossip(p.key, message);
         return;
       case 'WELCOME':
+        return;
       case 'ERROR':
+        // A connection-level ERROR (closing ones are acted on below this layer); none is about a request.
+        if (message.id === undefined) return;
+        connection.close(new MeshError('MESH_ERR_PROTOCOL', 'an ERROR about a request may not be sent by a broker to a broker'), { notify: true });
         return;
       default:
         connection.close(new MeshError('MESH_ERR_PROTOCOL', `${message.type} may not be sent by a broker to a broker`), { notify: true });

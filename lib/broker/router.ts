@@ -29,6 +29,8 @@ export interface RouterOptions {
   readonly queueLimits: QueueLimits;
   /** The broker's monotonic clock, ms. */
   readonly now: () => number;
+  /** Whether the registry lets this session serve the service (a hinted request goes only to a session that may). */
+  readonly mayServe: (session: Session, service: string) => boolean;
 }
 
 /** Moves pending requests between clients, queues and workers. */
@@ -38,6 +40,7 @@ export class Router {
   readonly #pending: PendingTable;
   readonly #queueLimits: QueueLimits;
   readonly #now: () => number;
+  readonly #mayServe: (session: Session, service: string) => boolean;
   /** Clients with DISPATCHED entries waiting for the end of the turn. */
   readonly #dispatchTo = new Set<Session>();
   #flushQueued = false;
@@ -48,6 +51,7 @@ export class Router {
     this.#pending = options.pending;
     this.#queueLimits = options.queueLimits;
     this.#now = options.now;
+    this.#mayServe = options.mayServe;
   }
 
   /** Sends a pending request to a worker (hint first, then round-robin), or queues it. */
@@ -60,6 +64,7 @@ export class Router {
     const hint = p.message.worker === undefined ? undefined : encodeKey(p.message.worker);
     if (hint !== undefined) {
       for (const s of this.#sessions.withKey(hint)) {
+        if (!this.#mayServe(s, p.message.service)) continue;
         // Even a worker that withdrew the service (draining) still runs what
         // it has: it attaches the resend, or refuses it and we route again.
         if ((service?.credits(s.id) ?? 0) > 0 || this.#pending.inflightCount(s.id) < MAX_HINTED_OVERDRAFT) {

@@ -119,6 +119,19 @@ test('a hinted REQUEST reaches the hinted worker even without credit, and withou
   });
 });
 
+test('a hint naming a key that may not serve the service is ignored: the request goes to a worker', async () => {
+  await withBroker(async ({ connect, worker }) => {
+    const w = await worker(keys.worker1, 1);
+    const c = await connect(keys.client, 'client');
+    // The client names itself (connected, but a client may serve nothing).
+    c.send(request(1, { worker: keys.client.publicKey }));
+    const got = await w.take('REQUEST');
+    assert.equal(hex(got.id), hex(id(1)));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(!c.inbox.some((m) => m.type === 'REQUEST'), 'the client was not sent its own request');
+  });
+});
+
 test('a bad request gets a clear error with the code\'s retryable flag, and the client stays connected', async () => {
   await withBroker(
     async ({ events, connect, worker }) => {

@@ -1,0 +1,23 @@
+// A NATS echo worker for `npm run bench:compare`: one connection, a queue
+// group subscription on `echo`, each message answered with its own data.
+import { connect } from 'nats';
+import { flag, runPeer } from '../child-protocol.mjs';
+
+runPeer('nats-worker', Number(flag('lifetime-ms', '600000')), async () => {
+  const nc = await connect({ servers: flag('servers').split(','), name: flag('name', 'worker') });
+  let served = 0;
+  nc.subscribe('echo', {
+    queue: 'workers',
+    callback: (error, msg) => {
+      if (error) return;
+      served++;
+      msg.respond(msg.data);
+    },
+  });
+  await nc.flush();
+  return {
+    info: { system: 'nats' },
+    commands: { stats: () => ({ served }) },
+    close: () => nc.close(),
+  };
+});
