@@ -19,10 +19,13 @@ import { encodeKey, readKeyFile } from '../crypto/keys.ts';
 import { formatBrokerAddress, parseBrokerAddress } from '../protocol/broker-address.ts';
 import { checkHostPort, formatHostPort } from '../protocol/host-port.ts';
 import { EventSource } from '../protocol/event-hub.ts';
-import type { BrokerInfo } from '../protocol/messages.ts';
+import type { BrokerInfo, BrokerStatusName } from '../protocol/messages.ts';
+import type { RoleName } from '../protocol/hello.ts';
 import { DEFAULT_MAX_PAYLOAD } from '../protocol/envelope-codec.ts';
 import type { BrokerEvent } from './broker-event.ts';
 import type { BrokerOptions } from './broker-options.ts';
+import { BrokerCounters } from './broker-stats.ts';
+import type { BrokerServiceStats, BrokerStats, ServiceCounts } from './broker-stats.ts';
 import { nodeTimers } from './broker-timers.ts';
 import { handleMessage } from './handlers/handle-message.ts';
 import type { HandlerContext } from './handlers/handler-context.ts';
@@ -43,6 +46,7 @@ import { StallWatchdog } from './stall-watchdog.ts';
 export type { BrokerEvent, BrokerEventType } from './broker-event.ts';
 export { BROKER_EVENT_TYPES } from './broker-event.ts';
 export type { BrokerOptions } from './broker-options.ts';
+export type { BrokerServiceStats, BrokerStats, LatencyHistogram, RequestOutcome } from './broker-stats.ts';
 
 /** A snapshot of broker state, for tools and tests. */
 export interface BrokerSnapshot {
@@ -55,6 +59,12 @@ export interface BrokerSnapshot {
   readonly brokers: readonly string[];
   /** Keys of the peer brokers it has a connection to. */
   readonly peers: readonly string[];
+  /**
+   * Every other broker in this broker's view of the mesh: its status there
+   * (`alive`, `suspect`, `leaving` or `dead`), the addresses it announced, and
+   * whether this broker has a connection to it now. Sorted by key.
+   */
+  readonly view: ReadonlyArray<{ readonly key: string; readonly status: BrokerStatusName; readonly addresses: readonly string[]; readonly connected: boolean }>;
 }
 
 /** Default longest wait for in-flight replies when draining, ms. */
@@ -73,6 +83,7 @@ export class Broker extends EventSource<BrokerEvent> {
   readonly #router: Router;
   readonly #watchdog: StallWatchdog;
   readonly #context: HandlerContext;
+  readonly #stats: BrokerCounters;
   #registry: Registry;
   #watcher: RegistryWatcher | undefined;
   #listener: Listener | undefined;
@@ -92,18 +103,20 @@ export class Broker extends EventSource<BrokerEvent> {
     const now = (this.#now = options.now ?? (() => performance.now()));
     const timers = nodeTimers(now);
     const queueLimits: QueueLimits = { ...DEFAULT_QUEUE_LIMITS, ...options.queue };
+    const stats = (this.#stats = new BrokerCounters({ now }));
     this.#pending = new PendingTable({
       now,
       timers,
       services: this.#services,
       maxPerClient: options.maxPendingPerClient,
       onExpired: (p) => this.#router.sendError(p, 'MESH_ERR_TIMEOUT', 'deadline passed in the queue'),
-      onAbandoned: (_p, workerId) => {
+      onAbandoned: (p, workerId) => {
+        stats.ended(p.message.service, 'timed-out');
         const worker = this.#sessions.get(workerId);
         if (worker) this.#router.idle(worker);
       },
     });
-    this.#router = new Router({ sessions: this.#sessions, services: this.#services, pending: this.#pending, queueLimits, now });
+    this.#router = new Router({ sessions: this.#sessions, services: this.#services, pending: this.#pending, queueLimits, now, stats });
     this.#watchdog = new StallWatchdog({
       now,
       timers,
@@ -128,6 +141,7 @@ export class Broker extends EventSource<BrokerEvent> {
       sessions: this.#sessions,
       router: this.#router,
       now,
+      stats,
       stalled: () => this.#watchdog.stalled(),
       emit: (event) => this.emit(event),
       gossip: (from, message) => this.#peers?.onGossip(from.key, message),
@@ -154,7 +168,11 @@ export class Broker extends EventSource<BrokerEvent> {
       onSession: (session, remote) => this.#greet(session, remote),
       onMessage: (session, message) => handleMessage(this.#context, session, message),
       onClose: (session, error) => this.#onClose(session, error),
-      onHandshakeFailed: (remote, error) => this.emit({ type: 'handshake-failed', remote, error }),
+      onHandshakeFailed: (remote, error) => {
+        stats.handshakeFailed(error.code);
+        this.emit({ type: 'handshake-failed', remote, error });
+      },
+      onRefused: (code) => stats.handshakeFailed(code),
     });
   }
 
@@ -226,7 +244,10 @@ export class Broker extends EventSource<BrokerEvent> {
       now: this.#now,
       isBroker: (key) => this.#registry.getByKey(key)?.role === 'broker',
       onLiveChange: (live) => this.#pushBrokers(live),
-      onRound: (live) => this.#pushBrokers(live),
+      onRound: (live) => {
+        this.#stats.round();
+        this.#pushBrokers(live);
+      },
       onEvent: (event) => this.emit(event),
     });
     this.#peers.start();
@@ -252,6 +273,11 @@ export class Broker extends EventSource<BrokerEvent> {
     return encodeKey(this.#keyPair.publicKey);
   }
 
+  /** The broker's name (in its HELLO and logs; default "broker"). */
+  get name(): string {
+    return this.#options.name ?? 'broker';
+  }
+
   /** The registry in force. */
   get registry(): Registry {
     return this.#registry;
@@ -272,7 +298,53 @@ export class Broker extends EventSource<BrokerEvent> {
       services: [...this.#services.values()].map((s) => ({ name: s.name, workers: s.workers.length, credits: s.totalCredits, queued: s.queueLength, queuedBytes: s.queueBytes })),
       brokers: this.#peers?.membership.liveKeys() ?? [],
       peers: this.#peers?.connectedPeers() ?? [],
+      view: this.#view(),
     };
+  }
+
+  /**
+   * The broker's counters since it started (requests by service and
+   * outcome, latency histograms, re-dispatches, failed handshakes, quorum
+   * rounds) with its gauges now (connections by role, queues, requests in
+   * flight, live brokers). Each call makes a new snapshot; the counters are
+   * bumped as things happen, at the cost of an integer increment
+   * (docs/api.md#counters-brokerstats).
+   */
+  stats(): BrokerStats {
+    const counters = this.#stats.snapshot();
+    const connections: Record<RoleName, number> = { broker: 0, client: 0, worker: 0, node: 0 };
+    for (const s of this.#sessions.values()) connections[s.entry.role]++;
+    const inFlight = new Map<string, number>();
+    for (const p of this.#pending.values()) {
+      if (p.workerId !== undefined) inFlight.set(p.message.service, (inFlight.get(p.message.service) ?? 0) + 1);
+    }
+    const byName = new Map<string, ServiceCounts>(counters.services.map((s) => [s.name, s]));
+    const names = new Set([...byName.keys(), ...[...this.#services.values()].map((s) => s.name)]);
+    const services: BrokerServiceStats[] = [...names].sort().map((name) => {
+      const live = this.#services.get(name);
+      const counted = byName.get(name) ?? BrokerCounters.empty(name);
+      return { ...counted, workers: live?.workers.length ?? 0, queued: live?.queueLength ?? 0, inFlight: inFlight.get(name) ?? 0 };
+    });
+    return {
+      uptimeMs: counters.uptimeMs,
+      gossipRounds: counters.gossipRounds,
+      brokers: this.#peers?.membership.live.length ?? 1,
+      connections,
+      handshakes: this.#acceptor.handshakes,
+      handshakesFailed: counters.handshakesFailed,
+      pending: this.#pending.size,
+      services,
+    };
+  }
+
+  #view(): BrokerSnapshot['view'] {
+    const membership = this.#peers?.membership;
+    if (!membership) return [];
+    const connected = new Set(this.#peers!.connectedPeers());
+    return [...membership.view]
+      .filter(([key]) => key !== membership.selfKey)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, e]) => ({ key, status: e.status, addresses: [...e.addresses], connected: connected.has(key) }));
   }
 
   /** Re-reads the registry file now (what SIGHUP does). */
