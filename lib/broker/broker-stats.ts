@@ -1,10 +1,11 @@
 /**
- * The counters of one broker (docs/api.md#counters-brokerstats): how the requests it
- * took in ended, per service, their latency (REQUEST read → REPLY forwarded)
- * in fixed buckets, resends and re-dispatches, failed handshakes and quorum
- * rounds. The broker's router and handlers bump them where things happen;
+ * What a broker reports about itself: `status()` (BrokerSnapshot) and its
+ * counters (docs/api.md#counters-brokerstats): how the requests it took in
+ * ended, per service, their latency (REQUEST read → REPLY forwarded) in fixed
+ * buckets, resends and re-dispatches, failed handshakes and quorum rounds.
+ * The broker's router and handlers bump them where things happen;
  * `Broker.stats()` adds the gauges (connections, queues, requests in flight)
- * read from its tables at that moment.
+ * read from its tables at that moment ({@link assembleStats}).
  *
  * Cheap on the hot path: a counter is a slot of a typed array allocated once
  * per service, found with one Map lookup; nothing is allocated per request.
@@ -15,6 +16,10 @@
 import { ErrorCodes, isErrorCode } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { RoleName } from '../protocol/hello.ts';
+import type { PendingRequest } from './pending-table.ts';
+import type { PeerStatus } from './peer-mesh.ts';
+import type { ServiceState } from './service-table.ts';
+import type { Session } from './session.ts';
 
 /** How a request that ended without an error code ended. */
 export const REQUEST_END_STATES = ['replied', 'timed-out', 'refused', 'dropped'] as const;
@@ -230,6 +235,25 @@ export class BrokerCounters {
   }
 }
 
+/** A snapshot of broker state, for tools and tests. */
+export interface BrokerSnapshot {
+  readonly address: string;
+  readonly sessions: number;
+  readonly handshakes: number;
+  readonly pending: number;
+  readonly services: ReadonlyArray<{ name: string; workers: number; credits: number; queued: number; queuedBytes: number }>;
+  /** Keys of the live brokers this broker agrees on (itself included), sorted. */
+  readonly brokers: readonly string[];
+  /** Keys of the peer brokers it has a connection to. */
+  readonly peers: readonly string[];
+  /**
+   * Every other broker in this broker's view of the mesh: its status there
+   * (`alive`, `suspect`, `leaving` or `dead`), the addresses it announced, and
+   * whether this broker has a connection to it now. Sorted by key.
+   */
+  readonly view: readonly PeerStatus[];
+}
+
 /** One service in {@link BrokerStats}: its counters, and its workers, queue and requests in flight now. */
 export interface BrokerServiceStats extends ServiceCounts {
   /** Workers connected to this broker that offer the service now. */
@@ -270,4 +294,43 @@ export interface BrokerStats {
    * sorted by name.
    */
   readonly services: readonly BrokerServiceStats[];
+}
+
+/** The broker's tables that {@link assembleStats} reads its gauges from. */
+export interface StatsSources {
+  readonly sessions: Iterable<Session>;
+  readonly services: Iterable<ServiceState<PendingRequest>>;
+  readonly pending: Iterable<PendingRequest>;
+  readonly pendingCount: number;
+  readonly handshakes: number;
+  /** Brokers in the agreed live list. */
+  readonly brokers: number;
+}
+
+/** The counters with the gauges read now from the broker's tables: what `Broker.stats()` returns. */
+export function assembleStats(counters: CountersSnapshot, from: StatsSources): BrokerStats {
+  const connections: Record<RoleName, number> = { broker: 0, client: 0, worker: 0, node: 0 };
+  for (const s of from.sessions) connections[s.entry.role]++;
+  const inFlight = new Map<string, number>();
+  for (const p of from.pending) {
+    if (p.workerId !== undefined) inFlight.set(p.message.service, (inFlight.get(p.message.service) ?? 0) + 1);
+  }
+  const live = new Map<string, ServiceState<PendingRequest>>();
+  for (const s of from.services) live.set(s.name, s);
+  const counted = new Map<string, ServiceCounts>(counters.services.map((s) => [s.name, s]));
+  const names = [...new Set([...counted.keys(), ...live.keys()])].sort();
+  const services = names.map((name): BrokerServiceStats => {
+    const state = live.get(name);
+    return { ...(counted.get(name) ?? BrokerCounters.empty(name)), workers: state?.workers.length ?? 0, queued: state?.queueLength ?? 0, inFlight: inFlight.get(name) ?? 0 };
+  });
+  return {
+    uptimeMs: counters.uptimeMs,
+    gossipRounds: counters.gossipRounds,
+    brokers: from.brokers,
+    connections,
+    handshakes: from.handshakes,
+    handshakesFailed: counters.handshakesFailed,
+    pending: from.pendingCount,
+    services,
+  };
 }

@@ -19,13 +19,12 @@ import { encodeKey, readKeyFile } from '../crypto/keys.ts';
 import { formatBrokerAddress, parseBrokerAddress } from '../protocol/broker-address.ts';
 import { checkHostPort, formatHostPort } from '../protocol/host-port.ts';
 import { EventSource } from '../protocol/event-hub.ts';
-import type { BrokerInfo, BrokerStatusName } from '../protocol/messages.ts';
-import type { RoleName } from '../protocol/hello.ts';
+import type { BrokerInfo } from '../protocol/messages.ts';
 import { DEFAULT_MAX_PAYLOAD } from '../protocol/envelope-codec.ts';
 import type { BrokerEvent } from './broker-event.ts';
 import type { BrokerOptions } from './broker-options.ts';
-import { BrokerCounters } from './broker-stats.ts';
-import type { BrokerServiceStats, BrokerStats, ServiceCounts } from './broker-stats.ts';
+import { BrokerCounters, assembleStats } from './broker-stats.ts';
+import type { BrokerSnapshot, BrokerStats } from './broker-stats.ts';
 import { nodeTimers } from './broker-timers.ts';
 import { handleMessage } from './handlers/handle-message.ts';
 import type { HandlerContext } from './handlers/handler-context.ts';
@@ -46,26 +45,7 @@ import { StallWatchdog } from './stall-watchdog.ts';
 export type { BrokerEvent, BrokerEventType } from './broker-event.ts';
 export { BROKER_EVENT_TYPES } from './broker-event.ts';
 export type { BrokerOptions } from './broker-options.ts';
-export type { BrokerServiceStats, BrokerStats, LatencyHistogram, RequestOutcome } from './broker-stats.ts';
-
-/** A snapshot of broker state, for tools and tests. */
-export interface BrokerSnapshot {
-  readonly address: string;
-  readonly sessions: number;
-  readonly handshakes: number;
-  readonly pending: number;
-  readonly services: ReadonlyArray<{ name: string; workers: number; credits: number; queued: number; queuedBytes: number }>;
-  /** Keys of the live brokers this broker agrees on (itself included), sorted. */
-  readonly brokers: readonly string[];
-  /** Keys of the peer brokers it has a connection to. */
-  readonly peers: readonly string[];
-  /**
-   * Every other broker in this broker's view of the mesh: its status there
-   * (`alive`, `suspect`, `leaving` or `dead`), the addresses it announced, and
-   * whether this broker has a connection to it now. Sorted by key.
-   */
-  readonly view: ReadonlyArray<{ readonly key: string; readonly status: BrokerStatusName; readonly addresses: readonly string[]; readonly connected: boolean }>;
-}
+export type { BrokerServiceStats, BrokerSnapshot, BrokerStats, LatencyHistogram, RequestOutcome } from './broker-stats.ts';
 
 /** Default longest wait for in-flight replies when draining, ms. */
 export const DEFAULT_DRAIN_TIMEOUT = 5000;
@@ -244,10 +224,7 @@ export class Broker extends EventSource<BrokerEvent> {
       now: this.#now,
       isBroker: (key) => this.#registry.getByKey(key)?.role === 'broker',
       onLiveChange: (live) => this.#pushBrokers(live),
-      onRound: (live) => {
-        this.#stats.round();
-        this.#pushBrokers(live);
-      },
+      onRound: (live) => (this.#stats.round(), this.#pushBrokers(live)),
       onEvent: (event) => this.emit(event),
     });
     this.#peers.start();
@@ -298,53 +275,25 @@ export class Broker extends EventSource<BrokerEvent> {
       services: [...this.#services.values()].map((s) => ({ name: s.name, workers: s.workers.length, credits: s.totalCredits, queued: s.queueLength, queuedBytes: s.queueBytes })),
       brokers: this.#peers?.membership.liveKeys() ?? [],
       peers: this.#peers?.connectedPeers() ?? [],
-      view: this.#view(),
+      view: this.#peers?.viewStatus() ?? [],
     };
   }
 
   /**
    * The broker's counters since it started (requests by service and
-   * outcome, latency histograms, re-dispatches, failed handshakes, quorum
-   * rounds) with its gauges now (connections by role, queues, requests in
-   * flight, live brokers). Each call makes a new snapshot; the counters are
-   * bumped as things happen, at the cost of an integer increment
-   * (docs/api.md#counters-brokerstats).
+   * outcome, latency, re-dispatches, failed handshakes, rounds) with its
+   * gauges now (connections by role, queues, in flight, live brokers): a new
+   * snapshot each call (docs/api.md#counters-brokerstats).
    */
   stats(): BrokerStats {
-    const counters = this.#stats.snapshot();
-    const connections: Record<RoleName, number> = { broker: 0, client: 0, worker: 0, node: 0 };
-    for (const s of this.#sessions.values()) connections[s.entry.role]++;
-    const inFlight = new Map<string, number>();
-    for (const p of this.#pending.values()) {
-      if (p.workerId !== undefined) inFlight.set(p.message.service, (inFlight.get(p.message.service) ?? 0) + 1);
-    }
-    const byName = new Map<string, ServiceCounts>(counters.services.map((s) => [s.name, s]));
-    const names = new Set([...byName.keys(), ...[...this.#services.values()].map((s) => s.name)]);
-    const services: BrokerServiceStats[] = [...names].sort().map((name) => {
-      const live = this.#services.get(name);
-      const counted = byName.get(name) ?? BrokerCounters.empty(name);
-      return { ...counted, workers: live?.workers.length ?? 0, queued: live?.queueLength ?? 0, inFlight: inFlight.get(name) ?? 0 };
-    });
-    return {
-      uptimeMs: counters.uptimeMs,
-      gossipRounds: counters.gossipRounds,
-      brokers: this.#peers?.membership.live.length ?? 1,
-      connections,
+    return assembleStats(this.#stats.snapshot(), {
+      sessions: this.#sessions.values(),
+      services: this.#services.values(),
+      pending: this.#pending.values(),
+      pendingCount: this.#pending.size,
       handshakes: this.#acceptor.handshakes,
-      handshakesFailed: counters.handshakesFailed,
-      pending: this.#pending.size,
-      services,
-    };
-  }
-
-  #view(): BrokerSnapshot['view'] {
-    const membership = this.#peers?.membership;
-    if (!membership) return [];
-    const connected = new Set(this.#peers!.connectedPeers());
-    return [...membership.view]
-      .filter(([key]) => key !== membership.selfKey)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([key, e]) => ({ key, status: e.status, addresses: [...e.addresses], connected: connected.has(key) }));
+      brokers: this.#peers?.membership.live.length ?? 1,
+    });
   }
 
   /** Re-reads the registry file now (what SIGHUP does). */
