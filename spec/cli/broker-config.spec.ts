@@ -108,6 +108,13 @@ void describe('meshd broker: flags > MESHD_* > --config YAML > defaults', () => 
     assert.ok(Date.now() - started < 5000, `SIGTERM took ${Date.now() - started} ms`);
   });
 
+  void test('an --admin address that cannot be bound is MESH_ERR_CONFIG (exit 1) before the broker starts', async () => {
+    const r = await children.run(['broker', '--listen', '127.0.0.1:0', '--key', join(dir, 'broker.key'), '--registry', join(dir, 'registry.yaml'), '--admin', `127.0.0.1:${held[0]!.port}`]);
+    assert.equal(r.status, 1, describeRun(r));
+    assert.equal(r.stdout, '', 'no listening line: the broker never started');
+    assert.match(r.stderr, new RegExp(`^MESH_ERR_CONFIG: cannot listen on 127\\.0\\.0\\.1:${held[0]!.port} for --admin: EADDRINUSE$`, 'm'));
+  });
+
   void test('a --peer not registered as a broker is not dialled, with a warning; MESHD_ADMIN=:0 serves the admin endpoint on 127.0.0.1', async () => {
     const stranger = encodeKey(generateKeyPair().publicKey);
     const d = children.start([
