@@ -20,6 +20,8 @@ import { pubkey } from './commands/pubkey.ts';
 import { REGISTRY_SUBCOMMANDS, registry } from './commands/registry.ts';
 import { request } from './commands/request.ts';
 import { serve } from './commands/serve.ts';
+import { status } from './commands/status.ts';
+import { top } from './commands/top.ts';
 import { CONTEXT_KEY, docsEpilogue, givenOnCommandLine, println } from './context.ts';
 import type { CliContext, CliHost, CliIO, MeshdCommand } from './context.ts';
 
@@ -43,6 +45,8 @@ const COMMANDS: readonly CommandModule[] = [
   untyped(broker),
   untyped(serve),
   untyped(request),
+  untyped(status),
+  untyped(top),
   untyped(registry),
   untyped(keygen),
   untyped(pubkey),
@@ -201,6 +205,7 @@ function buildParser(ctx: CliContext): Argv {
     .example('$0 broker --listen 127.0.0.1:4222 --key broker.key --registry registry.yaml', 'run a broker')
     .example('$0 serve --broker "$BROKER" --key worker.key echo --echo', 'run a demo echo worker')
     .example('$0 request --broker "$BROKER" --key client.key echo hello', 'send a request, print the reply')
+    .example('$0 status http://127.0.0.1:9090', "print a broker's status from its admin endpoint")
     .example('$0 address --key broker.key --host 10.0.0.5 --port 7000', 'print the broker address')
     .epilogue(
       `Options: a flag wins over its MESHD_* variable (MESHD_OUT for --out, MESHD_LISTEN for --listen, ...), which wins over the broker's --config file.\n` +

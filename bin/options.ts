@@ -27,6 +27,21 @@ export function parseListen(text: string, flag = 'listen'): ListenAddress | stri
   return `--${flag} '${text}': ${checked}; expected HOST:PORT or [IPV6]:PORT, e.g. 127.0.0.1:4222${hint}`;
 }
 
+/** Host of `--admin` when only a port is given. */
+export const DEFAULT_ADMIN_HOST = '127.0.0.1';
+
+/**
+ * Parses `--admin`: `HOST:PORT`, `[IPV6]:PORT`, or just `PORT` or `:PORT`
+ * for 127.0.0.1; port 0 is any free port. The address, or a message saying
+ * what is wrong.
+ */
+export function parseAdminAddress(text: string): ListenAddress | string {
+  const portOnly = /^:?([0-9]{1,5})$/.exec(text.trim());
+  const checked = portOnly ? checkHostPort(`${DEFAULT_ADMIN_HOST}:${portOnly[1]}`, { allowPortZero: true }) : checkHostPort(text, { allowPortZero: true });
+  if (typeof checked !== 'string') return checked;
+  return `--admin '${text}': ${checked}; expected HOST:PORT, [IPV6]:PORT, or PORT alone for ${DEFAULT_ADMIN_HOST}, e.g. 127.0.0.1:9090 or :9090 (port 0: any free port)`;
+}
+
 /**
  * Checks an integer option: undefined when `value` is absent or a whole number
  * from `min` to `max`, otherwise the message of a usage error.

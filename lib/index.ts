@@ -56,6 +56,8 @@ export { DEFAULT_HANDSHAKE_TIMEOUT } from './protocol/connection.ts';
 export { Broker, DEFAULT_DRAIN_TIMEOUT } from './broker/broker.ts';
 /** Broker options, events and status. */
 export type { BrokerOptions, BrokerEvent, BrokerEventType, BrokerSnapshot } from './broker/broker.ts';
+/** Broker counters and gauges (`broker.stats()`): per service, how requests ended and their latency. */
+export type { BrokerStats, BrokerServiceStats, LatencyHistogram, RequestOutcome } from './broker/broker.ts';
 /** Every broker event type (to listen to all of them). */
 export { BROKER_EVENT_TYPES } from './broker/broker.ts';
 /** Events of a broker's connections to its peer brokers (part of BrokerEvent). */
@@ -78,6 +80,8 @@ export type { RegistryWatcherOptions } from './broker/registry-file.ts';
 export { MeshNode } from './node/mesh-node.ts';
 /** MeshNode options and events. */
 export type { MeshNodeOptions, MeshNodeEvent, MeshNodeEventType } from './node/mesh-node.ts';
+/** MeshNode counters (`node.stats()`). */
+export type { MeshNodeStats } from './node/mesh-node.ts';
 /** Request defaults: deadline 1000 ms, 2 retries. */
 export { DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRIES } from './node/requester.ts';
 /** Options of one request. */

@@ -12,8 +12,9 @@ import type { SuiteName } from '../../lib/index.ts';
 import { contextOf, docsEpilogue, println } from '../context.ts';
 import type { MeshdCommand } from '../context.ts';
 import { LOG_OPTIONS, createLogger, logBrokerEvent } from '../log.ts';
-import type { LogArgs } from '../log.ts';
-import { LINGER_MS, brokerList, integerProblem, parseListen, stopSignals } from '../options.ts';
+import type { LogArgs, Logger } from '../log.ts';
+import { LINGER_MS, brokerList, integerProblem, parseAdminAddress, parseListen, stopSignals } from '../options.ts';
+import type { AdminServer } from '../admin/admin-server.ts';
 
 export interface BrokerArgs extends LogArgs {
   readonly listen: string;
@@ -169,7 +170,7 @@ export const broker: MeshdCommand<BrokerArgs> = {
       .option('admin', {
         type: 'string',
         requiresArg: true,
-        describe: 'Admin HTTP endpoint HOST:PORT. Accepted but not used yet: the admin endpoint comes in a later release. Env: MESHD_ADMIN',
+        describe: 'Serve the admin HTTP endpoint on HOST:PORT (PORT or :PORT alone: 127.0.0.1; port 0: any free port, logged in `admin-listening`): GET /healthz, /readyz, /status (JSON), /metrics (Prometheus). Env: MESHD_ADMIN',
       })
       .options(LOG_OPTIONS)
       .option('config', {
@@ -188,6 +189,10 @@ export const broker: MeshdCommand<BrokerArgs> = {
           integerProblem('drain-timeout', argv['drain-timeout'], 0) ??
           integerProblem('gossip-interval', argv['gossip-interval'], 50, 60_000);
         if (problem) return problem;
+        if (argv.admin !== undefined) {
+          const admin = parseAdminAddress(String(argv.admin));
+          if (typeof admin === 'string') return admin;
+        }
         if (argv.advertise !== undefined) {
           const advertise = parseListen(String(argv.advertise), 'advertise');
           if (typeof advertise === 'string') return advertise;
@@ -199,6 +204,7 @@ export const broker: MeshdCommand<BrokerArgs> = {
       .example('$0 broker --listen 127.0.0.1:0 --key broker.key --registry registry.yaml', 'any free port: read it from the `listening` line')
       .example('$0 broker --listen [::]:4222 --key broker.key --registry registry.yaml 2>broker.log', 'every interface, logs to a file')
       .example('MESHD_LISTEN=0.0.0.0:4222 $0 broker --config broker.yaml', 'options from a YAML file, one overridden by a variable')
+      .example('$0 broker --listen 127.0.0.1:4222 --key broker.key --registry registry.yaml --admin :9090', 'with the admin endpoint on 127.0.0.1:9090 (/healthz, /readyz, /status, /metrics)')
       .example('kill -HUP <pid>', 're-read the registry now')
       .epilogue(docsEpilogue('meshd-broker')),
   handler: async (argv) => {
@@ -207,9 +213,9 @@ export const broker: MeshdCommand<BrokerArgs> = {
     const listen = parseListen(argv.listen);
     if (typeof listen === 'string') throw new Error(`unreachable: check() validates --listen: ${listen}`);
     const peers = brokerList(argv.peer);
-    if (argv.admin !== undefined) {
-      logger.log('warn', 'option-ignored', '--admin is accepted but does nothing yet: there is no admin HTTP endpoint (it comes in a later release)', { option: 'admin', value: argv.admin });
-    }
+    // The admin endpoint listens first: /healthz answers while the broker starts,
+    // and an admin address that cannot be bound fails before anything runs.
+    const admin = argv.admin === undefined ? undefined : await startAdmin(argv.admin, logger);
     const stop = stopSignals(ctx.host);
     let offHup: (() => void) | undefined;
     try {
@@ -229,6 +235,7 @@ export const broker: MeshdCommand<BrokerArgs> = {
       });
       // Every event becomes a log line; those of the start itself come right after it resolves.
       for (const type of BROKER_EVENT_TYPES) running.on(type, (event) => logBrokerEvent(logger, event));
+      admin?.attach(running);
       offHup = ctx.host.onSignal('SIGHUP', () => {
         logger.log('info', 'sighup', 'SIGHUP: re-reading the registry');
         void running.reloadRegistry();
@@ -244,15 +251,28 @@ export const broker: MeshdCommand<BrokerArgs> = {
         drainTimeout: argv['drain-timeout'],
         peers,
         gossipInterval: argv['gossip-interval'],
+        admin: admin?.url,
       });
       println(ctx.io.stdout, `listening ${running.address}`);
       const signal = await stop.stopped;
       logger.log('info', 'shutdown', `${signal}: draining (at most ${argv['drain-timeout']} ms); send it again to exit at once`, { signal });
+      // The admin endpoint keeps answering while the broker drains (/readyz: 503), and closes with it.
       await running.close();
     } finally {
       offHup?.();
       stop.dispose();
+      await admin?.close();
     }
     ctx.host.exitAfter(LINGER_MS, ctx.exitCode);
   },
 };
+
+/** Starts the admin endpoint (its module, and prom-client, load only when --admin is given). */
+async function startAdmin(text: string, logger: Logger): Promise<AdminServer> {
+  const address = parseAdminAddress(text);
+  if (typeof address === 'string') throw new Error(`unreachable: check() validates --admin: ${address}`);
+  const { AdminServer } = await import('../admin/admin-server.ts');
+  const admin = await AdminServer.listen(address.host, address.port, logger);
+  logger.log('info', 'admin-listening', `admin endpoint on ${admin.url} (GET /healthz, /readyz, /status, /metrics)`, { address: admin.url });
+  return admin;
+}

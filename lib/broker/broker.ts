@@ -23,6 +23,8 @@ import type { BrokerInfo } from '../protocol/messages.ts';
 import { DEFAULT_MAX_PAYLOAD } from '../protocol/envelope-codec.ts';
 import type { BrokerEvent } from './broker-event.ts';
 import type { BrokerOptions } from './broker-options.ts';
+import { BrokerCounters, assembleStats } from './broker-stats.ts';
+import type { BrokerSnapshot, BrokerStats } from './broker-stats.ts';
 import { nodeTimers } from './broker-timers.ts';
 import { handleMessage } from './handlers/handle-message.ts';
 import type { HandlerContext } from './handlers/handler-context.ts';
@@ -43,19 +45,7 @@ import { StallWatchdog } from './stall-watchdog.ts';
 export type { BrokerEvent, BrokerEventType } from './broker-event.ts';
 export { BROKER_EVENT_TYPES } from './broker-event.ts';
 export type { BrokerOptions } from './broker-options.ts';
-
-/** A snapshot of broker state, for tools and tests. */
-export interface BrokerSnapshot {
-  readonly address: string;
-  readonly sessions: number;
-  readonly handshakes: number;
-  readonly pending: number;
-  readonly services: ReadonlyArray<{ name: string; workers: number; credits: number; queued: number; queuedBytes: number }>;
-  /** Keys of the live brokers this broker agrees on (itself included), sorted. */
-  readonly brokers: readonly string[];
-  /** Keys of the peer brokers it has a connection to. */
-  readonly peers: readonly string[];
-}
+export type { BrokerServiceStats, BrokerSnapshot, BrokerStats, LatencyHistogram, RequestOutcome } from './broker-stats.ts';
 
 /** Default longest wait for in-flight replies when draining, ms. */
 export const DEFAULT_DRAIN_TIMEOUT = 5000;
@@ -73,6 +63,7 @@ export class Broker extends EventSource<BrokerEvent> {
   readonly #router: Router;
   readonly #watchdog: StallWatchdog;
   readonly #context: HandlerContext;
+  readonly #stats: BrokerCounters;
   #registry: Registry;
   #watcher: RegistryWatcher | undefined;
   #listener: Listener | undefined;
@@ -92,18 +83,20 @@ export class Broker extends EventSource<BrokerEvent> {
     const now = (this.#now = options.now ?? (() => performance.now()));
     const timers = nodeTimers(now);
     const queueLimits: QueueLimits = { ...DEFAULT_QUEUE_LIMITS, ...options.queue };
+    const stats = (this.#stats = new BrokerCounters({ now }));
     this.#pending = new PendingTable({
       now,
       timers,
       services: this.#services,
       maxPerClient: options.maxPendingPerClient,
       onExpired: (p) => this.#router.sendError(p, 'MESH_ERR_TIMEOUT', 'deadline passed in the queue'),
-      onAbandoned: (_p, workerId) => {
+      onAbandoned: (p, workerId) => {
+        stats.ended(p.message.service, 'timed-out');
         const worker = this.#sessions.get(workerId);
         if (worker) this.#router.idle(worker);
       },
     });
-    this.#router = new Router({ sessions: this.#sessions, services: this.#services, pending: this.#pending, queueLimits, now, mayServe: (session, service) => this.#registry.mayServe(session.entry, service) });
+    this.#router = new Router({ sessions: this.#sessions, services: this.#services, pending: this.#pending, queueLimits, now, stats, mayServe: (session, service) => this.#registry.mayServe(session.entry, service) });
     this.#watchdog = new StallWatchdog({
       now,
       timers,
@@ -128,6 +121,7 @@ export class Broker extends EventSource<BrokerEvent> {
       sessions: this.#sessions,
       router: this.#router,
       now,
+      stats,
       stalled: () => this.#watchdog.stalled(),
       emit: (event) => this.emit(event),
       gossip: (from, message) => this.#peers?.onGossip(from.key, message),
@@ -154,7 +148,11 @@ export class Broker extends EventSource<BrokerEvent> {
       onSession: (session, remote) => this.#greet(session, remote),
       onMessage: (session, message) => handleMessage(this.#context, session, message),
       onClose: (session, error) => this.#onClose(session, error),
-      onHandshakeFailed: (remote, error) => this.emit({ type: 'handshake-failed', remote, error }),
+      onHandshakeFailed: (remote, error) => {
+        stats.handshakeFailed(error.code);
+        this.emit({ type: 'handshake-failed', remote, error });
+      },
+      onRefused: (code) => stats.handshakeFailed(code),
     });
   }
 
@@ -226,7 +224,7 @@ export class Broker extends EventSource<BrokerEvent> {
       now: this.#now,
       isBroker: (key) => this.#registry.getByKey(key)?.role === 'broker',
       onLiveChange: (live) => this.#pushBrokers(live),
-      onRound: (live) => this.#pushBrokers(live),
+      onRound: (live) => (this.#stats.round(), this.#pushBrokers(live)),
       onEvent: (event) => this.emit(event),
     });
     this.#peers.start();
@@ -252,6 +250,11 @@ export class Broker extends EventSource<BrokerEvent> {
     return encodeKey(this.#keyPair.publicKey);
   }
 
+  /** The broker's name (in its HELLO and logs; default "broker"). */
+  get name(): string {
+    return this.#options.name ?? 'broker';
+  }
+
   /** The registry in force. */
   get registry(): Registry {
     return this.#registry;
@@ -272,7 +275,25 @@ export class Broker extends EventSource<BrokerEvent> {
       services: [...this.#services.values()].map((s) => ({ name: s.name, workers: s.workers.length, credits: s.totalCredits, queued: s.queueLength, queuedBytes: s.queueBytes })),
       brokers: this.#peers?.membership.liveKeys() ?? [],
       peers: this.#peers?.connectedPeers() ?? [],
+      view: this.#peers?.viewStatus() ?? [],
     };
+  }
+
+  /**
+   * The broker's counters since it started (requests by service and
+   * outcome, latency, re-dispatches, failed handshakes, rounds) with its
+   * gauges now (connections by role, queues, in flight, live brokers): a new
+   * snapshot each call (docs/api.md#counters-brokerstats).
+   */
+  stats(): BrokerStats {
+    return assembleStats(this.#stats.snapshot(), {
+      sessions: this.#sessions.values(),
+      services: this.#services.values(),
+      pending: this.#pending.values(),
+      pendingCount: this.#pending.size,
+      handshakes: this.#acceptor.handshakes,
+      brokers: this.#peers?.membership.live.length ?? 1,
+    });
   }
 
   /** Re-reads the registry file now (what SIGHUP does). */

@@ -15,7 +15,7 @@ import { parseHostPort } from '../protocol/host-port.ts';
 import { encodeKey } from '../crypto/keys.ts';
 import { Connection } from '../protocol/connection.ts';
 import type { HeartbeatSettings } from '../protocol/hello.ts';
-import type { BrokerInfo, GossipMessage, Message } from '../protocol/messages.ts';
+import type { BrokerInfo, BrokerStatusName, GossipMessage, Message } from '../protocol/messages.ts';
 import { backoffDelay } from '../protocol/backoff.ts';
 import { Membership } from './membership.ts';
 
@@ -29,6 +29,17 @@ export type PeerEvent =
   | { type: 'peer-dial-failed'; key: string; address: string; error: MeshError }
   | { type: 'peer-not-registered'; key: string }
   | { type: 'brokers'; live: string[] };
+
+/** Another broker as this broker's view holds it, for status reports. */
+export interface PeerStatus {
+  readonly key: string;
+  /** Its status in the view: `alive`, `suspect`, `leaving` or `dead`. */
+  readonly status: BrokerStatusName;
+  /** The `host:port` addresses it announced. */
+  readonly addresses: readonly string[];
+  /** Whether this broker has a connection to it now. */
+  readonly connected: boolean;
+}
 
 /** Settings of a {@link PeerMesh}. */
 export interface PeerMeshOptions {
@@ -113,6 +124,15 @@ export class PeerMesh {
   /** Peers with a connection up now. */
   connectedPeers(): string[] {
     return [...this.#peers.values()].filter((p) => this.#connectionOf(p) !== undefined).map((p) => p.key);
+  }
+
+  /** Every other broker in the view, sorted by key, with its status and whether it is connected now. */
+  viewStatus(): PeerStatus[] {
+    const connected = new Set(this.connectedPeers());
+    return [...this.membership.view]
+      .filter(([key]) => key !== this.#selfKey)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, e]) => ({ key, status: e.status, addresses: [...e.addresses], connected: connected.has(key) }));
   }
 
   /** An accepted connection from a registered broker. */

@@ -26,6 +26,8 @@ export interface PendingRequest {
   readonly clientKey: string;
   /** Absolute deadline on the broker's clock (a resend may extend it). */
   deadline: number;
+  /** When the broker read the first REQUEST for it, on its clock (for the latency of its reply). */
+  readonly receivedAt: number;
   /** The worker session it went to, while dispatched (set by {@link PendingTable.assign}). */
   workerId: number | undefined;
   /** Refusals so far (bounded, so a request cannot bounce forever). */
@@ -205,17 +207,22 @@ export class PendingTable {
   /**
    * A client session closed: the requests it sent that are not dispatched
    * are forgotten (its client resends every attempt of a lost link
-   * elsewhere). Dispatched ones stay, answered through another session of
-   * the same key if one opens.
+   * elsewhere) and returned. Dispatched ones stay, answered through another
+   * session of the same key if one opens.
    */
-  releaseClient(sessionId: number): void {
+  releaseClient(sessionId: number): PendingRequest[] {
     const sent = this.#sentBy.get(sessionId);
-    if (!sent) return;
+    if (!sent) return [];
     this.#sentBy.delete(sessionId);
+    const forgotten: PendingRequest[] = [];
     for (const reqKey of sent) {
       const p = this.#requests.get(reqKey);
-      if (p && p.clientId === sessionId && p.workerId === undefined) this.forget(reqKey);
+      if (p && p.clientId === sessionId && p.workerId === undefined) {
+        this.forget(reqKey);
+        forgotten.push(p);
+      }
     }
+    return forgotten;
   }
 
   /**
@@ -229,6 +236,11 @@ export class PendingTable {
     const requests = [...running.values()];
     for (const p of requests) p.workerId = undefined;
     return requests;
+  }
+
+  /** Every pending request (queued, being routed, or dispatched). */
+  values(): IterableIterator<PendingRequest> {
+    return this.#requests.values();
   }
 
   /** Makes sure the sweep runs by `deadline` (a request was queued, or its deadline extended). */

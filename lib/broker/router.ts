@@ -10,6 +10,7 @@ import { MeshError } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import { encodeKey } from '../crypto/keys.ts';
 import { MAX_DISPATCHED } from '../protocol/messages.ts';
+import type { BrokerCounters } from './broker-stats.ts';
 import type { PendingRequest, PendingTable } from './pending-table.ts';
 import type { QueueLimits, ServiceTable } from './service-table.ts';
 import type { Session } from './session.ts';
@@ -31,6 +32,8 @@ export interface RouterOptions {
   readonly now: () => number;
   /** Whether the registry lets this session serve the service (a hinted request goes only to a session that may). */
   readonly mayServe: (session: Session, service: string) => boolean;
+  /** Counts how requests end and how often they are re-dispatched. */
+  readonly stats: BrokerCounters;
 }
 
 /** Moves pending requests between clients, queues and workers. */
@@ -41,6 +44,7 @@ export class Router {
   readonly #queueLimits: QueueLimits;
   readonly #now: () => number;
   readonly #mayServe: (session: Session, service: string) => boolean;
+  readonly #stats: BrokerCounters;
   /** Clients with DISPATCHED entries waiting for the end of the turn. */
   readonly #dispatchTo = new Set<Session>();
   #flushQueued = false;
@@ -52,6 +56,7 @@ export class Router {
     this.#queueLimits = options.queueLimits;
     this.#now = options.now;
     this.#mayServe = options.mayServe;
+    this.#stats = options.stats;
   }
 
   /** Sends a pending request to a worker (hint first, then round-robin), or queues it. */
@@ -123,8 +128,9 @@ export class Router {
     this.sendError(p, code, text);
   }
 
-  /** Sends an ERROR about the request to its client (without forgetting it). */
+  /** Sends an ERROR about the request to its client (without forgetting it): the request's end, with that code. */
   sendError(p: PendingRequest, code: ErrorCode, text: string): void {
+    this.#stats.ended(p.message.service, code);
     this.clientOf(p)?.sendError(code, text, p.message.id);
   }
 
@@ -161,6 +167,7 @@ export class Router {
     for (const service of this.#services.values()) {
       for (const e of service.removeWhere(() => true)) {
         if (!this.#pending.forgetRecord(e.item)) continue;
+        this.#stats.ended(e.item.message.service, 'refused');
         this.clientOf(e.item)?.connection.send({ type: 'REFUSED', id: e.item.message.id });
       }
       this.#services.prune(service.name);
@@ -176,7 +183,7 @@ export class Router {
   dropSession(session: Session): void {
     for (const name of this.#services.withdrawAll(session.id)) this.#services.prune(name);
     this.#dispatchTo.delete(session);
-    this.#pending.releaseClient(session.id);
+    for (const p of this.#pending.releaseClient(session.id)) this.#stats.ended(p.message.service, 'dropped');
   }
 
   /**
@@ -187,8 +194,13 @@ export class Router {
   rerouteInflight(session: Session, stale: boolean): void {
     for (const p of this.#pending.releaseWorker(session.id)) {
       p.message = { ...p.message, dup: true, worker: undefined };
-      if (stale) this.#pending.forget(p.reqKey);
-      else this.route(p);
+      if (stale) {
+        this.#pending.forget(p.reqKey);
+        this.#stats.ended(p.message.service, 'dropped');
+      } else {
+        this.#stats.redispatched(p.message.service, 'worker-lost');
+        this.route(p);
+      }
     }
   }
 

@@ -11,6 +11,7 @@
  * and `onClose` cleans up.
  */
 import { MeshError } from '../errors.ts';
+import type { ErrorCode } from '../errors.ts';
 import type { AcceptedSocket } from '../framing/listener.ts';
 import { encodeKey } from '../crypto/keys.ts';
 import { Connection } from '../protocol/connection.ts';
@@ -45,6 +46,14 @@ export interface SessionAcceptorOptions {
   readonly onMessage: (session: Session, message: Message) => void;
   readonly onClose: (session: Session, error: MeshError | undefined) => void;
   readonly onHandshakeFailed: (remote: string, error: MeshError) => void;
+  /**
+   * A connection was turned away without a handshake failure of its own
+   * (no event is emitted for these): closed at accept while draining
+   * (MESH_ERR_DRAINING) or over a bound (MESH_ERR_LIMIT), or refused after
+   * its handshake because its key was revoked meanwhile
+   * (MESH_ERR_UNAUTHORIZED) or the broker began draining (MESH_ERR_DRAINING).
+   */
+  readonly onRefused?: ((code: ErrorCode) => void) | undefined;
 }
 
 /** Admits connections to one broker. */
@@ -68,6 +77,7 @@ export class SessionAcceptor {
     const maxConnections = o.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     if (o.draining() || this.#handshakes >= max || o.sessions.size >= maxConnections) {
       socket.destroy();
+      o.onRefused?.(o.draining() ? 'MESH_ERR_DRAINING' : 'MESH_ERR_LIMIT');
       return;
     }
     this.#handshakes++;
@@ -95,7 +105,9 @@ export class SessionAcceptor {
         const key = encodeKey(connection.remoteKey);
         const entry = o.registry().getByKey(key);
         if (!entry || o.draining()) {
-          connection.close(new MeshError(entry ? 'MESH_ERR_DRAINING' : 'MESH_ERR_UNAUTHORIZED', entry ? 'broker is draining' : 'key revoked'), { notify: true });
+          const code = entry ? 'MESH_ERR_DRAINING' : 'MESH_ERR_UNAUTHORIZED';
+          connection.close(new MeshError(code, entry ? 'broker is draining' : 'key revoked'), { notify: true });
+          o.onRefused?.(code);
           return;
         }
         const opened = (session = o.sessions.open(connection, key, entry));

@@ -5,6 +5,7 @@
  * brokers, and runs its services' handlers (docs/api.md#meshnode).
  */
 import { ErrorCodes, MeshError, isErrorCode } from '../errors.ts';
+import type { ErrorCode } from '../errors.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
 import { resolveSuite } from '../crypto/suites.ts';
 import type { SuiteName } from '../crypto/suites.ts';
@@ -20,9 +21,9 @@ import { SERVICE_NAME } from '../protocol/messages.ts';
 import { BrokerLink } from './broker-link.ts';
 import type { LinkSettings } from './broker-link.ts';
 import { Requester } from './requester.ts';
-import type { RequestOptions } from './requester.ts';
+import type { RequestOptions, RequesterCounts } from './requester.ts';
 import { RequestNotTaken, ServiceRunner } from './service-runner.ts';
-import type { Handler, IncomingRequest, ServeOptions, ServiceHandle } from './service-runner.ts';
+import type { Handler, IncomingRequest, RunnerCounts, ServeOptions, ServiceHandle } from './service-runner.ts';
 import type { ReplyCacheLimits } from './reply-cache.ts';
 import { systemClock } from './clock.ts';
 import type { ClientPool, WorkerPool } from './link.ts';
@@ -79,6 +80,55 @@ export type MeshNodeEvent =
 
 /** The type of a MeshNode event. */
 export type MeshNodeEventType = MeshNodeEvent['type'];
+
+/**
+ * What {@link MeshNode.stats} returns: the node's counters since it
+ * connected, as a client and as a worker, and its links now
+ * (docs/api.md#counters-nodestats).
+ */
+export interface MeshNodeStats {
+  /** As a client: the requests it sent. */
+  readonly client: {
+    /** Requests accepted by `request()` (options checked). `sent` = `replied` + all `failed` + `pending`. */
+    readonly sent: number;
+    /** Requests answered with a reply. */
+    readonly replied: number;
+    /** Requests that ended with an error, by code (e.g. `MESH_ERR_TIMEOUT`, `MESH_ERR_NO_SERVICE`; codes that never happened are left out). */
+    readonly failed: Readonly<Partial<Record<ErrorCode, number>>>;
+    /** Attempts resent after a failed attempt, each using one retry. */
+    readonly retries: number;
+    /** Attempts resent after a broker handed the request back (REFUSED, DRAIN), using no retry. */
+    readonly handbacks: number;
+    /** Attempts whose own deadline passed without an answer (each then resent, or waited out). */
+    readonly attemptsTimedOut: number;
+    /** Requests awaiting an answer now. */
+    readonly pending: number;
+  };
+  /** As a worker: the requests brokers gave it. */
+  readonly worker: {
+    /** Requests whose handler answered. */
+    readonly served: number;
+    /** Requests whose handler threw or rejected. */
+    readonly handlerErrors: number;
+    /** Requests handed back to their broker (REFUSED) without running: every slot busy, the service withdrawn, the node draining, or left unpulled by a `requests()` loop. */
+    readonly refused: number;
+    /** Resent requests attached to the execution already running here (no second run). */
+    readonly attached: number;
+    /** Resent requests answered from the reply cache. */
+    readonly replayed: number;
+    /** Handlers running now. */
+    readonly running: number;
+  };
+  /** Its links to brokers now. */
+  readonly links: {
+    /** Brokers known (seeds and learned). */
+    readonly known: number;
+    /** Links up (welcomed; possibly draining). */
+    readonly up: number;
+    /** Links that take new requests. */
+    readonly healthy: number;
+  };
+}
 
 /** A node of the mesh: client and worker. */
 export class MeshNode extends EventSource<MeshNodeEvent> {
@@ -158,6 +208,24 @@ export class MeshNode extends EventSource<MeshNodeEvent> {
   /** Requests awaiting a reply. */
   get pendingRequests(): number {
     return this.#requester.size;
+  }
+
+  /**
+   * The node's counters since it connected, as a client (requests sent,
+   * replied, failed by code, retries, hand-backs, attempts timed out) and as
+   * a worker (served, refused, handler errors, resends attached or replayed,
+   * running now), and its links to brokers now. Each call makes a new
+   * snapshot; counting costs an integer increment per event.
+   */
+  stats(): MeshNodeStats {
+    const client: RequesterCounts = this.#requester.counts();
+    const worker: RunnerCounts = this.#runner.counts();
+    const links = [...this.#links.values()];
+    return {
+      client,
+      worker,
+      links: { known: links.length, up: links.filter((l) => l.up).length, healthy: links.filter((l) => l.healthy).length },
+    };
   }
 
   /**

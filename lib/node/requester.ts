@@ -79,6 +79,24 @@ interface Outstanding {
   cleanup(): void;
 }
 
+/** What a requester counted since it was made (see MeshNode.stats()). */
+export interface RequesterCounts {
+  /** Requests accepted by `request()` (after their options were checked). */
+  readonly sent: number;
+  /** Requests answered with a reply. */
+  readonly replied: number;
+  /** Requests that ended with an error, by code (codes that never happened are left out). */
+  readonly failed: Readonly<Partial<Record<ErrorCode, number>>>;
+  /** Attempts resent after a failed attempt, each using one retry. */
+  readonly retries: number;
+  /** Attempts resent after a broker handed the request back (REFUSED, DRAIN), using no retry. */
+  readonly handbacks: number;
+  /** Attempts whose own deadline passed without an answer. */
+  readonly attemptsTimedOut: number;
+  /** Requests awaiting an answer now. */
+  readonly pending: number;
+}
+
 /** Sends requests and matches replies. */
 export class Requester {
   readonly #pool: ClientPool;
@@ -89,6 +107,12 @@ export class Requester {
   readonly #noService = new Map<string, number>();
   #cursor = 0;
   #closed = false;
+  #sent = 0;
+  #replied = 0;
+  readonly #failed = new Map<ErrorCode, number>();
+  #retries = 0;
+  #handbacks = 0;
+  #attemptsTimedOut = 0;
 
   constructor(pool: ClientPool, clock: Clock) {
     this.#pool = pool;
@@ -99,6 +123,19 @@ export class Requester {
   /** Requests awaiting an answer. */
   get size(): number {
     return this.#outstanding.size;
+  }
+
+  /** The counters since this requester was made. */
+  counts(): RequesterCounts {
+    return {
+      sent: this.#sent,
+      replied: this.#replied,
+      failed: Object.fromEntries(this.#failed),
+      retries: this.#retries,
+      handbacks: this.#handbacks,
+      attemptsTimedOut: this.#attemptsTimedOut,
+      pending: this.#outstanding.size,
+    };
   }
 
   /** Sends a request; resolves with the reply payload or rejects with a MeshError. */
@@ -152,6 +189,7 @@ export class Requester {
         },
       };
       this.#outstanding.set(o.idHex, o);
+      this.#sent++;
       this.#send(o, undefined);
     });
   }
@@ -163,6 +201,7 @@ export class Requester {
         const o = this.#outstanding.get(Buffer.from(message.id).toString('hex'));
         if (!o) return;
         if (o.attempt === 1) this.#budget.success();
+        this.#replied++;
         this.#finish(o);
         o.resolve(Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength));
         return;
@@ -300,6 +339,7 @@ export class Requester {
       this.#clock.setImmediate(() => {
         if (o.timer !== timer) return; // answered, or moved on, meanwhile
         o.timer = undefined;
+        this.#attemptsTimedOut++;
         this.#retry(o, link, new MeshError('MESH_ERR_TIMEOUT', `attempt ${o.attempt} timed out after ${Math.round(attemptMs)} ms`), true);
       });
     }, attemptMs);
@@ -330,6 +370,7 @@ export class Requester {
       return;
     }
     o.retriesLeft--;
+    this.#retries++;
     this.#send(o, from);
   }
 
@@ -344,6 +385,7 @@ export class Requester {
       this.#finishWithError(o, error);
       return;
     }
+    this.#handbacks++;
     if (o.handbacks === 1) {
       this.#send(o, from);
       return;
@@ -365,6 +407,7 @@ export class Requester {
 
   #finishWithError(o: Outstanding, error: MeshError): void {
     if (!this.#outstanding.has(o.idHex)) return;
+    this.#failed.set(error.code, (this.#failed.get(error.code) ?? 0) + 1);
     this.#finish(o);
     o.reject(error);
   }

@@ -125,6 +125,22 @@ interface Execution {
   finished: boolean;
 }
 
+/** What a service runner counted since it was made (see MeshNode.stats()). */
+export interface RunnerCounts {
+  /** Requests whose handler answered (the reply was sent and cached). */
+  readonly served: number;
+  /** Requests whose handler threw or rejected (answered MESH_ERR_HANDLER, or given up after its signal aborted). */
+  readonly handlerErrors: number;
+  /** Requests handed back to their broker (REFUSED) without running: every slot busy, the service withdrawn or the node draining, or left unpulled by a `requests()` loop. */
+  readonly refused: number;
+  /** Resent requests attached to the execution already running here. */
+  readonly attached: number;
+  /** Resent requests answered from the reply cache. */
+  readonly replayed: number;
+  /** Handlers running now, across all services. */
+  readonly running: number;
+}
+
 /** Runs the node's services. */
 export class ServiceRunner {
   readonly #pool: WorkerPool;
@@ -134,6 +150,11 @@ export class ServiceRunner {
   /** Running executions by reply cache key. */
   readonly #executions = new Map<string, Execution>();
   #draining = false;
+  #served = 0;
+  #handlerErrors = 0;
+  #refused = 0;
+  #attached = 0;
+  #replayed = 0;
 
   constructor(pool: WorkerPool, clock: Clock, cacheLimits: Partial<ReplyCacheLimits> = {}) {
     this.#pool = pool;
@@ -146,6 +167,11 @@ export class ServiceRunner {
     let n = 0;
     for (const s of this.#services.values()) n += s.running;
     return n;
+  }
+
+  /** The counters since this runner was made. */
+  counts(): RunnerCounts {
+    return { served: this.#served, handlerErrors: this.#handlerErrors, refused: this.#refused, attached: this.#attached, replayed: this.#replayed, running: this.running };
   }
 
   /**
@@ -223,8 +249,13 @@ export class ServiceRunner {
       // A resend: the running execution answers on the newest path (and is
       // awaited until this copy's ttl too), or the finished one is replayed.
       // No slot is used, so the credit goes back.
-      if (cached.state === 'replay') this.#deliver(m, [link], cached.outcome);
-      else this.#extend(key, now + m.ttl);
+      if (cached.state === 'replay') {
+        this.#replayed++;
+        this.#deliver(m, [link], cached.outcome);
+      } else {
+        this.#attached++;
+        this.#extend(key, now + m.ttl);
+      }
       if (s) this.#grant(s);
       return;
     }
@@ -233,6 +264,7 @@ export class ServiceRunner {
     // the broker dispatches it to another worker. Concurrency is a hard bound.
     if (!s || s.cancelled || this.#draining || s.running >= s.concurrency) {
       this.#cache.abandon(key);
+      this.#refused++;
       link.send({ type: 'REFUSED', id: m.id });
       if (s) this.#grant(s);
       return;
@@ -257,7 +289,12 @@ export class ServiceRunner {
     };
     // A handler that throws synchronously is treated like one that rejects.
     new Promise<HandlerResult>((resolve) => resolve(s.handler(request))).then(
-      (value) => this.#complete(s, m, key, link, e, { ok: true, payload: typeof value === 'string' ? Buffer.from(value) : value }, true),
+      (value) => {
+        // A value that is neither bytes nor a string is answered MESH_ERR_HANDLER (#complete).
+        if (typeof value === 'string' || value instanceof Uint8Array) this.#served++;
+        else this.#handlerErrors++;
+        this.#complete(s, m, key, link, e, { ok: true, payload: typeof value === 'string' ? Buffer.from(value) : value }, true);
+      },
       (error: unknown) => {
         // Failing after the signal it read aborted is giving up, not an
         // answer: the client gets the reason (when its code may travel:
@@ -265,9 +302,11 @@ export class ServiceRunner {
         // cached, so a resend runs the request again.
         if (error instanceof RequestNotTaken) {
           // Never looked at by the app (an iterator left before pulling it): another worker may take it.
+          this.#refused++;
           this.#notTaken(s, m, key, link, e);
           return;
         }
+        this.#handlerErrors++;
         const aborted = e.controller?.signal.aborted === true ? (e.controller.signal.reason as MeshError) : undefined;
         if (aborted) {
           const told = ErrorCodes[aborted.code].wire ? ({ ok: false, code: aborted.code, retryable: aborted.retryable, text: aborted.message } as const) : undefined;

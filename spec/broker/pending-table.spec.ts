@@ -41,6 +41,7 @@ function fixture(maxPerClient?: number) {
     clientId,
     clientKey,
     deadline: timers.now() + ttl,
+    receivedAt: timers.now(),
     workerId: undefined,
     refusals: 0,
   });
@@ -181,7 +182,7 @@ test('a refused request comes off its worker and stays pending', () => {
   assert.equal(table.unassign(10, id(1)), undefined, 'refused once');
 });
 
-test('a closed client session loses its undispatched requests, not its dispatched ones nor those resent through another session', () => {
+test('a closed client session loses (and returns) its undispatched requests, not its dispatched ones nor those resent through another session', () => {
   const { table, request } = fixture();
   const queued = request(1, 1000, CLIENT_A, 1);
   const dispatched = request(2, 1000, CLIENT_A, 1);
@@ -191,12 +192,13 @@ test('a closed client session loses its undispatched requests, not its dispatche
   table.assign(dispatched, 10);
   table.moveClient(moved, 2);
   assert.equal(moved.clientId, 2);
-  table.releaseClient(1);
+  assert.deepEqual(table.releaseClient(1), [queued], 'the forgotten requests, for the counters');
   assert.equal(table.has(queued.reqKey), false);
   assert.ok(table.has(dispatched.reqKey), 'its reply may still reach the client through another session');
   assert.ok(table.has(moved.reqKey));
   assert.ok(table.has(other.reqKey));
-  table.releaseClient(2);
+  assert.deepEqual(new Set(table.releaseClient(2)), new Set([moved, other]));
+  assert.deepEqual(table.releaseClient(2), [], 'once');
   assert.equal(table.has(moved.reqKey), false);
   assert.equal(table.has(other.reqKey), false);
   assert.equal(table.countFor(CLIENT_A), 1);

@@ -108,7 +108,14 @@ void describe('meshd broker: flags > MESHD_* > --config YAML > defaults', () => 
     assert.ok(Date.now() - started < 5000, `SIGTERM took ${Date.now() - started} ms`);
   });
 
-  void test('a --peer not registered as a broker is not dialled, with a warning; --admin is accepted with a warning that it does nothing yet', async () => {
+  void test('an --admin address that cannot be bound is MESH_ERR_CONFIG (exit 1) before the broker starts', async () => {
+    const r = await children.run(['broker', '--listen', '127.0.0.1:0', '--key', join(dir, 'broker.key'), '--registry', join(dir, 'registry.yaml'), '--admin', `127.0.0.1:${held[0]!.port}`]);
+    assert.equal(r.status, 1, describeRun(r));
+    assert.equal(r.stdout, '', 'no listening line: the broker never started');
+    assert.match(r.stderr, new RegExp(`^MESH_ERR_CONFIG: cannot listen on 127\\.0\\.0\\.1:${held[0]!.port} for --admin: EADDRINUSE$`, 'm'));
+  });
+
+  void test('a --peer not registered as a broker is not dialled, with a warning; MESHD_ADMIN=:0 serves the admin endpoint on 127.0.0.1', async () => {
     const stranger = encodeKey(generateKeyPair().publicKey);
     const d = children.start([
       'broker',
@@ -122,19 +129,17 @@ void describe('meshd broker: flags > MESHD_* > --config YAML > defaults', () => 
       `mesh://${stranger}@127.0.0.1:1`,
       '--peer',
       `mesh://${brokerKey}@127.0.0.1:2`,
-      '--admin',
-      '127.0.0.1:0',
       '--suite',
       'noble',
-    ]);
+    ], { env: { MESHD_ADMIN: ':0' } });
     try {
       await d.line(/^listening mesh:\/\//, START_MS);
-      const warnings = logLines(d.stderr()).filter((l) => l.event === 'option-ignored');
-      assert.deepEqual(
-        warnings.map((w) => [w.level, w.option]),
-        [['warn', 'admin']],
-      );
-      for (const w of warnings) assert.match(String(w.msg), /does nothing yet/);
+      const admin = logLines(d.stderr()).filter((l) => l.event === 'admin-listening');
+      assert.deepEqual(admin.map((l) => l.level), ['info']);
+      assert.match(String(admin[0]?.address), /^http:\/\/127\.0\.0\.1:[1-9][0-9]*$/, 'PORT alone: 127.0.0.1, and the real port');
+      const health = await fetch(`${String(admin[0]?.address)}/healthz`);
+      assert.deepEqual([health.status, await health.text()], [200, 'ok\n']);
+      assert.equal(logLines(d.stderr()).filter((l) => l.event === 'option-ignored').length, 0);
       await d.stderrMatch(/"event":"peer-not-registered"/, 5000);
       const refused = logLines(d.stderr()).filter((l) => l.event === 'peer-not-registered');
       // The stranger only: a --peer naming the broker itself is skipped.

@@ -91,7 +91,7 @@ void describe('meshd CLI (child processes)', { concurrency: true }, () => {
   void test('--help lists the commands, global rules and the docs', async () => {
     const r = await meshd(['--help']);
     assert.equal(r.status, 0, describeRun(r));
-    for (const name of ['broker', 'serve', 'request', 'registry', 'keygen', 'pubkey', 'address']) assert.match(r.stdout, new RegExp(`meshd ${name}\\b`));
+    for (const name of ['broker', 'serve', 'request', 'status', 'top', 'registry', 'keygen', 'pubkey', 'address']) assert.match(r.stdout, new RegExp(`meshd ${name}\\b`));
     assert.match(r.stdout, /Exit codes: 0 success, 1 error[\s\S]*2[\s\S]*usage[\s\S]*error/);
     assert.match(r.stdout, /MESHD_/);
     assert.match(r.stdout, /docs\/cli\.md/);

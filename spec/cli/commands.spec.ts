@@ -12,7 +12,11 @@ import { MeshError, encodeKey, generateKeyPair, writeKeyFileSync } from '../../l
 import { main, protectDashKeys } from '../../bin/cli.ts';
 import type { CliHost, HostSignal } from '../../bin/context.ts';
 import { createLogger, jsonLogger, logBrokerEvent } from '../../bin/log.ts';
-import { brokerList, parseListen, signalExitCode, stopSignals } from '../../bin/options.ts';
+import { brokerList, parseAdminAddress, parseListen, signalExitCode, stopSignals } from '../../bin/options.ts';
+import { statusUrl } from '../../bin/admin/admin-url.ts';
+import { parseStatus } from '../../bin/admin/admin-client.ts';
+import { formatMs, formatUptime, quantileMs, topSample } from '../../bin/admin/status-format.ts';
+import type { StatusDocument } from '../../bin/admin/admin-status.ts';
 import { formatTable } from '../../bin/commands/registry.ts';
 
 /** A host whose signals the test sends and whose exits it records. */
@@ -57,6 +61,8 @@ void describe('help of the broker, serve, request and registry commands', () => 
     [['broker'], 'meshd-broker'],
     [['serve'], 'meshd-serve'],
     [['request'], 'meshd-request'],
+    [['status'], 'meshd-status'],
+    [['top'], 'meshd-top'],
     [['registry'], 'meshd-registry'],
     [['registry', 'add'], 'meshd-registry-add'],
     [['registry', 'remove'], 'meshd-registry-remove'],
@@ -107,6 +113,22 @@ void describe('usage errors (exit 2, nothing done)', () => {
     assertUsage(await run([...base, '127.0.0.1:0', '--max-payload', 'lots']), 'broker', /--max-payload must be a whole number from 1/);
     assertUsage(await run([...base, '127.0.0.1:0', '--queue-max', '0']), 'broker', /--queue-max must be a whole number at least 1, got '0'/);
     assertUsage(await run([...base, '127.0.0.1:0', '--suite', 'fast']), 'broker', /suite[\s\S]*Choices: "node", "noble"/);
+  });
+
+  void test('--admin must be HOST:PORT, [IPV6]:PORT, PORT or :PORT', async () => {
+    assertUsage(await run([...base, '127.0.0.1:0', '--admin', 'localhost']), 'broker', /--admin 'localhost': missing port after the host; expected HOST:PORT, \[IPV6\]:PORT, or PORT alone for 127\.0\.0\.1/);
+    assertUsage(await run([...base, '127.0.0.1:0', '--admin', ':99999']), 'broker', /--admin ':99999'/);
+  });
+
+  void test('status and top: a URL, whole numbers in range', async () => {
+    assertUsage(await run(['status']), 'status', /Not enough non-option arguments/);
+    assertUsage(await run(['status', 'ftp://h:1']), 'status', /the admin endpoint speaks plain http:\/\/, not ftp:/);
+    assertUsage(await run(['status', 'http://h:1/?x=1']), 'status', /without user, query or fragment/);
+    assertUsage(await run(['status', ':9090', '--timeout', '0']), 'status', /--timeout must be a whole number from 1 to 600000/);
+    assertUsage(await run(['top']), 'top', /Not enough non-option arguments/);
+    assertUsage(await run(['top', ':9090', '--interval', '50']), 'top', /--interval must be a whole number from 100 to 3600000/);
+    assertUsage(await run(['top', ':9090', '--count', '0']), 'top', /--count must be a whole number at least 1/);
+    assertUsage(await run(['top', ':9090', 'https://h:1']), 'top', /plain http:\/\//);
   });
 
   void test('serve needs --echo (its only handler) and a broker', async () => {
@@ -249,6 +271,79 @@ void describe('pieces', () => {
     assert.deepEqual(parseListen('[::]:0'), { host: '::', port: 0 });
     assert.equal(typeof parseListen('[::1]'), 'string');
     assert.equal(typeof parseListen('host:-1'), 'string');
+  });
+
+  void test('parseAdminAddress: a port alone is on 127.0.0.1; port 0 is allowed', () => {
+    assert.deepEqual(parseAdminAddress('9090'), { host: '127.0.0.1', port: 9090 });
+    assert.deepEqual(parseAdminAddress(':0'), { host: '127.0.0.1', port: 0 });
+    assert.deepEqual(parseAdminAddress('0.0.0.0:9090'), { host: '0.0.0.0', port: 9090 });
+    assert.deepEqual(parseAdminAddress('[::1]:9090'), { host: '::1', port: 9090 });
+    assert.equal(typeof parseAdminAddress('65536'), 'string');
+    assert.equal(typeof parseAdminAddress('::1:9090'), 'string');
+  });
+
+  void test('statusUrl: http:// is added, a port alone is 127.0.0.1, /status is appended once, a path prefix is kept', () => {
+    const href = (t: string): string => {
+      const u = statusUrl(t);
+      return typeof u === 'string' ? `error: ${u}` : u.href;
+    };
+    assert.equal(href('http://127.0.0.1:9090'), 'http://127.0.0.1:9090/status');
+    assert.equal(href('127.0.0.1:9090/'), 'http://127.0.0.1:9090/status');
+    assert.equal(href(':9090'), 'http://127.0.0.1:9090/status');
+    assert.equal(href('9090'), 'http://127.0.0.1:9090/status');
+    assert.equal(href('http://[::1]:9090/status'), 'http://[::1]:9090/status');
+    assert.equal(href('http://gw.example/meshd/b1/'), 'http://gw.example/meshd/b1/status');
+    assert.match(href('https://h:1'), /^error: .*plain http/);
+    assert.match(href('http://user:pw@h:1'), /^error: .*without user/);
+    assert.match(href('http://[nope'), /^error: .*is not a URL/);
+  });
+
+  void test('parseStatus tells a meshd status from anything else', () => {
+    const ok = JSON.stringify({ type: 'meshd-broker-status', version: 1, state: 'ready', broker: {}, services: [] });
+    assert.equal((parseStatus('E', '/status', 200, 'OK', ok) as { state: string }).state, 'ready');
+    assert.deepEqual(parseStatus('E', '/status', 503, 'Service Unavailable', '{"type":"meshd-broker-status","version":1,"state":"starting"}'), { type: 'meshd-broker-status', version: 1, state: 'starting' });
+    const code = (status: number, body: string): string => {
+      try {
+        parseStatus('E', '/status', status, 'X', body);
+        return 'none';
+      } catch (error) {
+        return (error as MeshError).code;
+      }
+    };
+    assert.equal(code(404, ok), 'MESH_ERR_PROTOCOL');
+    assert.equal(code(200, '<html>'), 'MESH_ERR_PROTOCOL');
+    assert.equal(code(200, '{"status":"ok"}'), 'MESH_ERR_PROTOCOL');
+    assert.equal(code(200, 'null'), 'MESH_ERR_PROTOCOL');
+    assert.equal(code(200, JSON.stringify({ type: 'meshd-broker-status', version: 2 })), 'MESH_ERR_VERSION');
+    assert.equal(code(503, ok), 'MESH_ERR_PROTOCOL', 'a 503 is only for a broker still starting');
+  });
+
+  void test('quantileMs interpolates within the bucket; the overflow bucket gives the last bound', () => {
+    const bounds = [1, 2, 5, 10];
+    assert.equal(quantileMs(bounds, [0, 0, 0, 0, 0], 0.5), undefined);
+    assert.equal(quantileMs(bounds, [10, 0, 0, 0, 0], 0.5), 0.5);
+    assert.equal(quantileMs(bounds, [0, 0, 4, 0, 0], 0.5), 3.5);
+    assert.equal(quantileMs(bounds, [50, 0, 0, 50, 0], 0.99), 9.9);
+    assert.equal(quantileMs(bounds, [0, 0, 0, 0, 3], 0.5), 10);
+    assert.deepEqual([formatMs(undefined), formatMs(0.42), formatMs(12.4), formatMs(2500), formatMs(25_000)], ['-', '0.4ms', '12ms', '2.5s', '25s']);
+    assert.deepEqual([formatUptime(42_000), formatUptime(303_000), formatUptime(7_500_000), formatUptime(300_000_000)], ['42s', '5m 3s', '2h 5m', '3d 11h']);
+  });
+
+  void test('topSample: rate and latency over the interval; none without an earlier reading; a restart counts from zero', () => {
+    const doc = (uptimeMs: number, replied: number, counts: number[], key = 'K'): StatusDocument =>
+      ({
+        broker: { name: 'b', key, address: '', uptimeMs, gossipRounds: 1 },
+        connections: { broker: 1, client: 2, worker: 1, node: 0 },
+        services: [{ name: 'echo', queued: 3, inFlight: 2, requests: { replied, MESH_ERR_BUSY: 1 }, latency: { boundsMs: [1, 2, 5], counts, count: 0, sumMs: 0 } }],
+      }) as unknown as StatusDocument;
+    const first = doc(1000, 10, [10, 0, 0, 0]);
+    const none = topSample(undefined, first, 1000);
+    assert.deepEqual(none, { perSecond: undefined, p50Ms: undefined, p99Ms: undefined, queued: 3, inFlight: 2, nodes: 3 });
+    const later = topSample(first, doc(2000, 30, [10, 0, 20, 0]), 500);
+    assert.equal(later.perSecond, 40, '20 more in 0.5 s');
+    assert.equal(later.p50Ms, 3.5, 'only the 20 of the interval, all between 2 and 5 ms');
+    const restarted = topSample(first, doc(300, 4, [4, 0, 0, 0], 'K'), 1000);
+    assert.equal(restarted.perSecond, 5, 'from zero: 4 replied + 1 busy');
   });
 
   void test('protectDashKeys joins a dash key to its option, moves a positional one after --, leaves the rest', () => {

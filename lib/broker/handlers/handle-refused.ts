@@ -20,5 +20,6 @@ export function handleRefused(ctx: HandlerContext, worker: Session, m: RefusedMe
     ctx.router.fail(p, 'MESH_ERR_BUSY', `refused by ${MAX_REFUSALS} workers`);
     return;
   }
+  ctx.stats.redispatched(p.message.service, 'refused');
   ctx.router.route(p);
 }

@@ -15,39 +15,47 @@ import type { HandlerContext } from './handler-context.ts';
 export function handleRequest(ctx: HandlerContext, client: Session, m: RequestMessage): void {
   if (!ctx.registry.mayCall(client.entry, m.service)) {
     ctx.emit({ type: 'forbidden', key: client.key, name: client.name, what: `call ${m.service}` });
+    ctx.stats.ended(m.service, 'MESH_ERR_FORBIDDEN');
     client.sendError('MESH_ERR_FORBIDDEN', `${client.name} may not call ${m.service}`, m.id);
     return;
   }
   if (ctx.draining || ctx.stalled()) {
     // Handed back, never dispatched: the client resends it elsewhere. After
     // a freeze, a request read now may be one the client has long resent.
+    ctx.stats.ended(m.service, 'refused');
     client.connection.send({ type: 'REFUSED', id: m.id });
     return;
   }
   if (m.ttl <= 0) {
+    ctx.stats.ended(m.service, 'MESH_ERR_TIMEOUT');
     client.sendError('MESH_ERR_TIMEOUT', 'request arrived with no time left', m.id);
     return;
   }
   const reqKey = requestKey(client.key, m.id);
   const existing = ctx.pending.get(reqKey);
   if (existing) {
+    ctx.stats.resent(m.service);
     resend(ctx, client, existing, m);
     return;
   }
   if (!ctx.services.get(m.service) && !(m.worker && ctx.sessions.hasKey(encodeKey(m.worker)))) {
+    ctx.stats.ended(m.service, 'MESH_ERR_NO_SERVICE');
     client.sendError('MESH_ERR_NO_SERVICE', `no worker offers ${m.service} at this broker`, m.id);
     return;
   }
+  const now = ctx.now();
   const pending: PendingRequest = {
     reqKey,
     message: { ...m, sender: client.publicKey, senderName: client.name },
     clientId: client.id,
     clientKey: client.key,
-    deadline: ctx.now() + m.ttl,
+    deadline: now + m.ttl,
+    receivedAt: now,
     workerId: undefined,
     refusals: 0,
   };
   if (!ctx.pending.add(pending)) {
+    ctx.stats.ended(m.service, 'MESH_ERR_BUSY');
     client.sendError('MESH_ERR_BUSY', `${client.name} has ${ctx.pending.countFor(client.key)} requests pending at this broker (limit ${ctx.pending.maxPerClient})`, m.id);
     return;
   }

@@ -11,5 +11,10 @@ export function handleWorkerError(ctx: HandlerContext, worker: Session, m: Error
   if (m.id === undefined) return; // fatal notices close the connection inside Connection
   const p = ctx.pending.takeInflight(worker.id, m.id, m.to);
   ctx.router.idle(worker);
-  ctx.router.recipientOf(p, m.to)?.connection.send({ type: 'ERROR', id: m.id, code: m.code, retryable: m.retryable, text: m.text });
+  const client = ctx.router.recipientOf(p, m.to);
+  if (p) {
+    if (client) ctx.stats.failed(p.message.service, m.code);
+    else ctx.stats.ended(p.message.service, 'dropped');
+  }
+  client?.connection.send({ type: 'ERROR', id: m.id, code: m.code, retryable: m.retryable, text: m.text });
 }

@@ -5,6 +5,7 @@
  */
 import type { GossipMessage } from '../../protocol/messages.ts';
 import type { BrokerEvent } from '../broker-event.ts';
+import type { BrokerCounters } from '../broker-stats.ts';
 import type { PendingRequest, PendingTable } from '../pending-table.ts';
 import type { Registry } from '../registry.ts';
 import type { Router } from '../router.ts';
@@ -30,6 +31,8 @@ export interface HandlerContext {
   now(): number;
   /** Whether input read now may be stale (the stall watchdog). */
   stalled(): boolean;
+  /** Counts how requests end (an integer bump: no event per request). */
+  readonly stats: BrokerCounters;
   /** Reports an event (for logs). */
   emit(event: BrokerEvent): void;
   /** A GOSSIP from a peer broker's session. */
