@@ -15,6 +15,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { MeshError } from '../lib/index.ts';
 import { address } from './commands/address.ts';
 import { broker } from './commands/broker.ts';
+import { demo } from './commands/demo.ts';
 import { keygen } from './commands/keygen.ts';
 import { pubkey } from './commands/pubkey.ts';
 import { REGISTRY_SUBCOMMANDS, registry } from './commands/registry.ts';
@@ -42,6 +43,7 @@ function untyped<Args>(command: MeshdCommand<Args>): CommandModule {
 
 /** The commands, in the order `meshd --help` lists them. A new command is added here only. */
 const COMMANDS: readonly CommandModule[] = [
+  untyped(demo),
   untyped(broker),
   untyped(serve),
   untyped(request),
