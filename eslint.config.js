@@ -22,6 +22,11 @@ export default tseslint.config(
   },
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
   {
+    // examples/: plain JavaScript as an app writes it, run by plain node.
+    files: ['examples/**/*.mjs'],
+    languageOptions: { globals: { AbortController: 'readonly' } },
+  },
+  {
     files: ['spec/**/*.ts', 'bench/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',

@@ -1,8 +1,10 @@
-// The README "Try it" walkthrough, end to end, with the real compiled `meshd` (dist/bin/meshd.js)
-// processes: three keys, a registry written by `meshd registry add`, a broker
-// on 127.0.0.1 port 0, an echo worker and requests; then the failure exits, the
-// registry commands, a registry reload that locks the client out, and a
-// graceful SIGTERM. The tests of the suite share the running mesh and run in
+// The README's quickstart and its "More from the command line" steps,
+// end to end, with the real compiled `meshd` (dist/bin/meshd.js) processes:
+// three keys, a registry written by `meshd registry add`, a broker on
+// 127.0.0.1 port 0, an echo worker and requests; then the payload from stdin,
+// the failure exits, the registry commands, a registry reload that locks the
+// client out, and a graceful SIGTERM. (spec/cli/readme-quickstart.spec.ts
+// runs the quickstart's blocks verbatim, from the README's own text.) The tests of the suite share the running mesh and run in
 // order.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -88,13 +90,16 @@ void describe('README walkthrough: keygen, registry add, broker, serve, request'
     assert.deepEqual(binary.stdoutBytes, payload);
   });
 
-  void test('a service nobody serves fails with MESH_ERR_NO_SERVICE; an unregistered key with MESH_ERR_UNAUTHORIZED (exit 1)', async () => {
+  void test('a service the client may not call fails with MESH_ERR_FORBIDDEN; one nobody serves with MESH_ERR_NO_SERVICE; an unregistered key with MESH_ERR_UNAUTHORIZED (exit 1)', async () => {
     const stranger = file('stranger.key');
     writeKeyFileSync(stranger, generateKeyPair());
-    const [noService, unauthorized] = await Promise.all([
+    const [forbidden, noService, unauthorized] = await Promise.all([
+      children.run(['request', '--broker', url, '--key', file('client.key'), 'billing', 'x']),
       children.run(['request', '--broker', url, '--key', file('client.key'), 'nobody.home', 'x', '--timeout', '2000']),
       children.run(['request', '--broker', url, '--key', stranger, 'echo', 'x']),
     ]);
+    assertMeshError(forbidden, 'MESH_ERR_FORBIDDEN');
+    assert.match(forbidden.stderr, /client may not call billing/);
     assertMeshError(noService, 'MESH_ERR_NO_SERVICE');
     assertMeshError(unauthorized, 'MESH_ERR_UNAUTHORIZED');
     assert.match(unauthorized.stderr, /not in the registry/);

@@ -1,4 +1,4 @@
-// References resolve: the README, docs/ and the code cite only documents in
+// References resolve: the README, docs/, examples/ and the code cite only documents in
 // this repository, and every link to one (a relative Markdown link, or a
 // `docs/NAME.md#anchor` in a comment) names a file that exists and a heading
 // it has. No file cites the internal design notes the project started from.
@@ -59,8 +59,8 @@ function check(from: string, target: string, anchor: string | undefined, problem
   }
 }
 
-const markdown = [join(root, 'README.md'), ...walk(join(root, 'docs'), /\.md$/), ...walk(join(root, 'spec'), /\.md$/)];
-const code = ['lib', 'bin', 'bench', 'spec', 'scripts'].flatMap((d) => walk(join(root, d), /\.(ts|js|mjs)$/));
+const markdown = [join(root, 'README.md'), ...['docs', 'spec', 'examples'].flatMap((d) => walk(join(root, d), /\.md$/))];
+const code = ['lib', 'bin', 'bench', 'spec', 'scripts', 'examples'].flatMap((d) => walk(join(root, d), /\.(ts|js|mjs)$/));
 
 test('the slug of a heading is the anchor GitHub gives it', () => {
   assert.equal(slug('The life of a request across a broker failure'), 'the-life-of-a-request-across-a-broker-failure');
