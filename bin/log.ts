@@ -39,12 +39,14 @@ export interface LoggerOptions {
 /** The log options of `meshd broker` and `meshd serve`, for yargs' `.options()`. */
 export const LOG_OPTIONS = {
   'log-level': {
+    type: 'string' as const,
     choices: LOG_LEVELS,
     default: 'info' as const,
     requiresArg: true,
     describe: 'Drop log lines below this level (silent: none). Env: MESHD_LOG_LEVEL',
   },
   'log-format': {
+    type: 'string' as const,
     choices: LOG_FORMATS,
     default: 'auto' as const,
     requiresArg: true,

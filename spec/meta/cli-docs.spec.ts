@@ -154,7 +154,9 @@ test('every flag an option table of docs/cli.md lists exists on that command', (
   for (const c of all) {
     for (const line of ownText(c.words, all).split('\n')) {
       const flag = /^\| `--([a-z0-9][a-z0-9-]*)/.exec(line)?.[1];
-      if (flag !== undefined && !c.flags.includes(flag)) stale.push(`meshd ${c.words.join(' ')}: --${flag}`);
+      // `--no-X` is yargs' negation of the boolean option `--X`.
+      const known = flag !== undefined && (c.flags.includes(flag) || (flag.startsWith('no-') && c.flags.includes(flag.slice(3))));
+      if (flag !== undefined && !known) stale.push(`meshd ${c.words.join(' ')}: --${flag}`);
     }
   }
   assert.deepEqual(stale, []);
