@@ -143,6 +143,8 @@ export interface ChildSpec {
   readonly args?: readonly string[];
   /** Node flags before `--import tsx` (e.g. `--cpu-prof`). */
   readonly nodeFlags?: readonly string[];
+  /** Load the TypeScript loader (default true); false runs a plain-JS script as users run their apps. */
+  readonly loader?: boolean;
   /** Longest wait for the `ready` line, ms. */
   readonly readyTimeoutMs: number;
 }
@@ -193,8 +195,8 @@ export class BenchChild {
     return this.#killed;
   }
 
-  /** Sends a command and resolves with the child's result. */
-  command(cmd: string, timeoutMs = 5000): Promise<unknown> {
+  /** Sends a command (with an optional JSON argument) and resolves with the child's result. */
+  command(cmd: string, timeoutMs = 5000, arg?: unknown): Promise<unknown> {
     if (!this.alive) return Promise.reject(new Error(`${this.name} (pid ${this.pid}) is not running`));
     const id = this.#nextId++;
     return new Promise<unknown>((resolve, reject) => {
@@ -203,7 +205,7 @@ export class BenchChild {
         reject(new Error(`${this.name} (pid ${this.pid}) did not answer ${cmd} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.#waiters.set(id, { resolve, reject, timer });
-      this.#child.stdin!.write(`${JSON.stringify({ id, cmd })}\n`);
+      this.#child.stdin!.write(`${JSON.stringify({ id, cmd, arg })}\n`);
     });
   }
 
@@ -253,7 +255,8 @@ export class ChildGroup {
 
   /** Starts a child and resolves once it printed `ready`; kills it if it does not in time. */
   spawn(spec: ChildSpec): Promise<BenchChild> {
-    const child = spawn(process.execPath, [...(spec.nodeFlags ?? []), '--import', 'tsx', spec.script, ...(spec.args ?? [])], {
+    const loader = spec.loader === false ? [] : ['--import', 'tsx'];
+    const child = spawn(process.execPath, [...(spec.nodeFlags ?? []), ...loader, spec.script, ...(spec.args ?? [])], {
       cwd: PACKAGE_ROOT,
       stdio: ['pipe', 'pipe', 'inherit'],
     });

@@ -55,3 +55,48 @@ export async function runLoad(send, { k, count, maxMs, payloadBytes }) {
     latencyUs: { p50: at(0.5), p99: at(0.99), max: done === 0 ? 0 : Math.round(sorted[done - 1] * 1000) },
   };
 }
+
+/** Wall-clock ms (same clock in every process of the machine). */
+export const wallMs = () => performance.timeOrigin + performance.now();
+
+/**
+ * The failover loop: K requests in flight for `durationMs` (then it waits,
+ * bounded by `settleMs`, for what is still in flight). Returns one record
+ * per request: [sentAtWallMs, settledAtWallMs or -1, outcome] where outcome
+ * is 'ok', 'wrong', or an error code; a request still unsettled after the
+ * wait is returned with -1 and 'unsettled' (lost).
+ */
+export async function runTimed(send, { k, durationMs, settleMs, payloadBytes }) {
+  const pattern = randomBytes(payloadBytes);
+  const records = [];
+  const end = performance.now() + durationMs;
+  let seq = 0;
+  const one = async () => {
+    while (performance.now() < end) {
+      const payload = Buffer.from(pattern);
+      payload.writeBigUInt64BE(BigInt(seq++), 0);
+      const record = [wallMs(), -1, 'unsettled'];
+      records.push(record);
+      try {
+        const reply = await send(payload);
+        record[2] = Buffer.compare(Buffer.from(reply.buffer, reply.byteOffset, reply.byteLength), payload) === 0 ? 'ok' : 'wrong';
+      } catch (error) {
+        record[2] = String(error?.code ?? error?.message ?? error);
+      }
+      record[1] = wallMs();
+    }
+  };
+  let timer;
+  const settled = Promise.all(Array.from({ length: k }, one));
+  const cap = new Promise((resolve) => {
+    timer = setTimeout(resolve, durationMs + settleMs);
+  });
+  await Promise.race([settled, cap]);
+  clearTimeout(timer);
+  return { k, records: records.map((r) => [...r]) };
+}
+
+/** The sequence number a request payload carries (its first 8 bytes). */
+export function seqOf(payload) {
+  return Number(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).readBigUInt64BE(0));
+}

@@ -77,10 +77,14 @@ export class FaultProcess {
   readonly #waiters = new Set<() => void>();
   readonly #onLine: ((line: Line) => void) | undefined;
 
-  constructor(label: string, command: readonly string[], options: { env?: Record<string, string>; stdin?: boolean; onLine?: (line: Line) => void } = {}) {
+  /**
+   * Runs `executable` (default: this Node) with `command` as its arguments.
+   * `executable` lets the benchmarks watch other servers (nats-server) the same way.
+   */
+  constructor(label: string, command: readonly string[], options: { env?: Record<string, string>; stdin?: boolean; onLine?: (line: Line) => void; executable?: string } = {}) {
     this.label = label;
     this.#onLine = options.onLine;
-    const child = spawn(process.execPath, command, { cwd: root, env: childEnv(options.env), stdio: [options.stdin === true ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    const child = spawn(options.executable ?? process.execPath, command, { cwd: root, env: childEnv(options.env), stdio: [options.stdin === true ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     if (child.pid === undefined) throw new Error(`${label}: could not start ${command.join(' ')}`);
     track(child);
     this.child = child;

@@ -1,0 +1,207 @@
+/**
+ * `npm run bench:compare`: meshd beside NATS, measured the way users run
+ * them, in one invocation with the systems alternating inside each round.
+ *
+ * Every round starts each system fresh: NATS (one `nats-server`, a queue
+ * group, the client's request API), meshd with one broker, and meshd with
+ * three brokers (the client and the workers given all three). Each has two
+ * echo worker processes and one client process, all plain-JS apps with
+ * Node's default flags; the meshd broker runs as `meshd broker` (the CLI).
+ * The client sends 4 KiB payloads and checks every reply byte for byte, at
+ * K=1 (latency) and K=64 (throughput). Server CPU per request is read from
+ * /proc. Each round prints one JSON line on stdout; the summary (medians and
+ * meshd/NATS ratios) follows as one JSON document, and a markdown table is
+ * written to bench/results/compare.md (and into README.md with --readme).
+ *
+ *   npm run bench:compare [-- --rounds 5 --k1-count 3000 --k64-count 60000]
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ChildGroup, PACKAGE_ROOT } from './lib/child.ts';
+import { cpuMsOf, preflight, rssOf, startSystem, SYSTEMS } from './lib/compare-systems.ts';
+import type { RunningSystem, SystemName } from './lib/compare-systems.ts';
+import { progressFor, runBench } from './lib/run-bench.ts';
+import { MIB, ratio, round as roundTo } from './lib/stats.ts';
+
+const progress = progressFor('compare');
+
+/** What the client peer's `run` answers (bench/peers/load.mjs). */
+interface LoadResult {
+  readonly k: number;
+  readonly requests: number;
+  readonly ok: number;
+  readonly wrong: number;
+  readonly failed: number;
+  readonly failures: Record<string, number>;
+  readonly elapsedMs: number;
+  readonly requestsPerSec: number;
+  readonly latencyUs: { readonly p50: number; readonly p99: number; readonly max: number };
+}
+
+/** One system in one round. */
+interface SystemRound {
+  readonly round: number;
+  readonly system: SystemName;
+  readonly k1: LoadResult;
+  readonly k64: LoadResult;
+  /** CPU of the server processes (nats-server or every broker) during the K=64 run, µs per request. */
+  readonly serverCpuUsPerRequest: number;
+  /** CPU of client + workers during the K=64 run, µs per request. */
+  readonly appCpuUsPerRequest: number;
+  /** RSS of the server processes after the K=64 run, MiB (summed). */
+  readonly serverRssMiB: number;
+}
+
+const METRICS = {
+  'K=1 p50 µs': (r: SystemRound) => r.k1.latencyUs.p50,
+  'K=1 p99 µs': (r: SystemRound) => r.k1.latencyUs.p99,
+  'K=1 max µs': (r: SystemRound) => r.k1.latencyUs.max,
+  'K=64 req/s': (r: SystemRound) => r.k64.requestsPerSec,
+  'K=64 p50 µs': (r: SystemRound) => r.k64.latencyUs.p50,
+  'K=64 p99 µs': (r: SystemRound) => r.k64.latencyUs.p99,
+  'server CPU µs/req': (r: SystemRound) => r.serverCpuUsPerRequest,
+  'apps CPU µs/req': (r: SystemRound) => r.appCpuUsPerRequest,
+  'server RSS MiB': (r: SystemRound) => r.serverRssMiB,
+} as const;
+type MetricName = keyof typeof METRICS;
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+const cpuOf = (pids: readonly number[]): number => pids.reduce((sum, pid) => sum + cpuMsOf(pid), 0);
+
+async function measure(system: RunningSystem, round: number, counts: { k1: number; k64: number; warmup: number }): Promise<SystemRound> {
+  const run = async (k: number, count: number, maxMs: number): Promise<LoadResult> =>
+    (await system.client.command('run', maxMs + 30_000, { k, count, maxMs, payloadBytes: 4096 })) as LoadResult;
+  await run(64, counts.warmup, 10_000);
+  const k1 = await run(1, counts.k1, 10_000);
+  const serverPids = system.servers.map((s) => s.pid);
+  const appPids = [system.client.pid, ...system.workers.map((w) => w.pid)];
+  const server0 = cpuOf(serverPids);
+  const app0 = cpuOf(appPids);
+  const k64 = await run(64, counts.k64, 10_000);
+  const perRequest = (ms: number): number => roundTo((ms * 1000) / Math.max(1, k64.requests), 1);
+  const result: SystemRound = {
+    round,
+    system: system.name,
+    k1,
+    k64,
+    serverCpuUsPerRequest: perRequest(cpuOf(serverPids) - server0),
+    appCpuUsPerRequest: perRequest(cpuOf(appPids) - app0),
+    serverRssMiB: roundTo(serverPids.reduce((sum, pid) => sum + rssOf(pid), 0) / MIB, 1),
+  };
+  for (const r of [k1, k64]) {
+    if (r.wrong > 0 || r.failed > 0 || r.ok !== r.requests) throw new Error(`${system.name} round ${round} K=${r.k}: ${r.wrong} wrong and ${r.failed} failed replies of ${r.requests} (${JSON.stringify(r.failures)})`);
+  }
+  return result;
+}
+
+function summarize(rounds: readonly SystemRound[]): Record<SystemName, Record<MetricName, number>> {
+  const out = {} as Record<SystemName, Record<MetricName, number>>;
+  for (const system of SYSTEMS) {
+    const mine = rounds.filter((r) => r.system === system);
+    out[system] = Object.fromEntries(Object.entries(METRICS).map(([name, get]) => [name, roundTo(median(mine.map(get)), 1)])) as Record<MetricName, number>;
+  }
+  return out;
+}
+
+function ratios(summary: Record<SystemName, Record<MetricName, number>>): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const system of ['meshd-1', 'meshd-3'] as const) {
+    out[`${system}/nats`] = {
+      'K=1 p50': ratio(summary[system]['K=1 p50 µs'], summary.nats['K=1 p50 µs']),
+      'K=1 p99': ratio(summary[system]['K=1 p99 µs'], summary.nats['K=1 p99 µs']),
+      'K=64 req/s': ratio(summary[system]['K=64 req/s'], summary.nats['K=64 req/s']),
+      'K=64 p99': ratio(summary[system]['K=64 p99 µs'], summary.nats['K=64 p99 µs']),
+    };
+  }
+  return out;
+}
+
+/** The machine line under the table: what the figures were measured on. */
+export function machine(natsVersion: string): string {
+  const cpus = os.cpus();
+  const pkg = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'bench', 'peers', 'nats', 'node_modules', 'nats', 'package.json'), 'utf8')) as { version: string };
+  return `${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, Node ${process.version}, ${natsVersion}, nats.js ${pkg.version}`;
+}
+
+function markdown(summary: Record<SystemName, Record<MetricName, number>>, roundCount: number, machineLine: string): string {
+  const names = Object.keys(METRICS) as MetricName[];
+  const rows = [`| | ${SYSTEMS.join(' | ')} | meshd-1 / nats |`, `|---|${SYSTEMS.map(() => '---:').join('|')}|---:|`];
+  for (const name of names) {
+    const cells = SYSTEMS.map((s) => summary[s][name].toLocaleString('en-US'));
+    rows.push(`| ${name} | ${cells.join(' | ')} | ×${ratio(summary['meshd-1'][name], summary.nats[name])} |`);
+  }
+  const date = new Date().toISOString().slice(0, 10);
+  return `${rows.join('\n')}\n\nMedians of ${roundCount} rounds (systems alternating within each round), 4 KiB echo, 2 worker processes, 1 client process; measured ${date} on ${machineLine}. \`npm run bench:compare\` reproduces it.\n`;
+}
+
+const README_BEGIN = '<!-- bench:compare:begin -->';
+const README_END = '<!-- bench:compare:end -->';
+
+function writeReadme(table: string): void {
+  const file = path.join(PACKAGE_ROOT, 'README.md');
+  const text = readFileSync(file, 'utf8');
+  const a = text.indexOf(README_BEGIN);
+  const b = text.indexOf(README_END);
+  if (a < 0 || b < a) throw new Error(`README.md has no ${README_BEGIN} … ${README_END} block to write the table into`);
+  writeFileSync(file, `${text.slice(0, a + README_BEGIN.length)}\n${table}${text.slice(b)}`);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string', default: '5' },
+      'k1-count': { type: 'string', default: '3000' },
+      'k64-count': { type: 'string', default: '60000' },
+      warmup: { type: 'string', default: '3000' },
+      systems: { type: 'string', default: SYSTEMS.join(',') },
+      readme: { type: 'boolean', default: false },
+    },
+  });
+  const { natsServer, natsVersion } = preflight(progress);
+  const roundCount = Number(values.rounds);
+  const counts = { k1: Number(values['k1-count']), k64: Number(values['k64-count']), warmup: Number(values.warmup) };
+  const systems = values.systems.split(',') as SystemName[];
+  for (const s of systems) if (!SYSTEMS.includes(s)) throw new Error(`unknown system ${s} (known: ${SYSTEMS.join(', ')})`);
+  const group = new ChildGroup();
+  process.once('exit', () => group.killAll());
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'meshd-compare-'));
+  const rounds: SystemRound[] = [];
+  try {
+    for (let round = 1; round <= roundCount; round++) {
+      // Rotate the order so no system always runs first (or last) in a round.
+      const order = systems.map((_, i) => systems[(i + round - 1) % systems.length]!);
+      for (const name of order) {
+        progress(`round ${round}/${roundCount}: ${name}`);
+        const system = await startSystem(name, { dir, group, workers: 2, timeoutMs: 5000 }, natsServer);
+        try {
+          const result = await measure(system, round, counts);
+          rounds.push(result);
+          process.stdout.write(`${JSON.stringify(result)}\n`);
+        } finally {
+          await system.close();
+        }
+      }
+    }
+  } finally {
+    group.killAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  if (systems.length !== SYSTEMS.length) return;
+  const summary = summarize(rounds);
+  const machineLine = machine(natsVersion);
+  process.stdout.write(`${JSON.stringify({ summary, ratios: ratios(summary), rounds: roundCount, machine: machineLine }, null, 2)}\n`);
+  const table = markdown(summary, roundCount, machineLine);
+  writeFileSync(path.join(PACKAGE_ROOT, 'bench', 'results', 'compare.md'), `# meshd beside NATS\n\n${table}`);
+  if (values.readme) writeReadme(table);
+  progress('table written to bench/results/compare.md');
+}
+
+runBench(main, progress);
