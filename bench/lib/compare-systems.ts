@@ -11,8 +11,8 @@ import path from 'node:path';
 import { encodeKey, getSuite, writeKeyFileSync } from '../../lib/internal.ts';
 import { FaultProcess } from '../../spec/faults/processes.ts';
 import { BrokerHandle, freePorts, urlOf } from '../../spec/faults/harness.ts';
-import { ChildGroup, PACKAGE_ROOT } from './child.ts';
-import type { BenchChild } from './child.ts';
+import { PACKAGE_ROOT } from './child.ts';
+import type { BenchChild, ChildGroup } from './child.ts';
 import type { KeyPair } from '../../lib/internal.ts';
 
 /** The systems of a round. */
@@ -97,8 +97,8 @@ export async function startSystem(name: SystemName, options: SystemOptions, nats
     (closed ??= (async () => {
       await Promise.all(children.map((c) => options.group.stop(c, 3000)));
       for (const s of servers) s.signal('SIGCONT');
-      await Promise.all(servers.map((s) => (s.signal('SIGTERM') ? s.waitExit(5000) : undefined)));
-      await Promise.all(servers.map((s) => (s.alive ? s.kill() : undefined)));
+      await Promise.all(servers.map(async (s) => (s.signal('SIGTERM') ? s.waitExit(5000) : undefined)));
+      await Promise.all(servers.map(async (s) => (s.alive ? s.kill() : undefined)));
     })());
   try {
     const spawnPeer = async (role: string, script: string, args: string[]): Promise<BenchChild> => {
