@@ -14,6 +14,9 @@
  * written to bench/results/compare.md (and into README.md with --readme).
  *
  *   npm run bench:compare [-- --rounds 5 --k1-count 3000 --k64-count 60000]
+ *   npm run bench:compare -- --rounds 1 --systems meshd-1 --profile DIR
+ *       (a --cpu-prof profile of every meshd process in DIR/SYSTEM-round-N/ROLE/;
+ *        summarize one with bench/lib/cpuprofile-top.ts)
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -163,6 +166,7 @@ async function main(): Promise<void> {
       warmup: { type: 'string', default: '3000' },
       systems: { type: 'string', default: SYSTEMS.join(',') },
       readme: { type: 'boolean', default: false },
+      profile: { type: 'string' },
     },
   });
   const { natsServer, natsVersion } = preflight(progress);
@@ -180,7 +184,8 @@ async function main(): Promise<void> {
       const order = systems.map((_, i) => systems[(i + round - 1) % systems.length]!);
       for (const name of order) {
         progress(`round ${round}/${roundCount}: ${name}`);
-        const system = await startSystem(name, { dir, group, workers: 2, timeoutMs: 5000 }, natsServer);
+        const profileDir = values.profile === undefined ? undefined : path.resolve(values.profile, `${name}-round-${round}`);
+        const system = await startSystem(name, { dir, group, workers: 2, timeoutMs: 5000, profileDir }, natsServer);
         try {
           const result = await measure(system, round, counts);
           rounds.push(result);

@@ -40,7 +40,13 @@ export interface SystemOptions {
   readonly natsServers?: number;
   /** The client's per-request timeout, ms. */
   readonly timeoutMs: number;
+  /** Write a `--cpu-prof` profile of every meshd process into DIR/ROLE/ (brokers, workers, client). */
+  readonly profileDir?: string;
 }
+
+/** Node flags that write a CPU profile into `dir/role` (none without a dir). */
+const profileFlags = (profileDir: string | undefined, role: string): string[] =>
+  profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.join(profileDir, role)}`];
 
 const NATS_DIR = path.join(PACKAGE_ROOT, 'bench', 'peers', 'nats');
 const READY_MS = 30_000;
@@ -102,7 +108,8 @@ export async function startSystem(name: SystemName, options: SystemOptions, nats
     })());
   try {
     const spawnPeer = async (role: string, script: string, args: string[]): Promise<BenchChild> => {
-      const child = await options.group.spawn({ name: `${name}-${role}`, script, args, loader: false, readyTimeoutMs: READY_MS });
+      const profileDir = name === 'nats' ? undefined : options.profileDir;
+      const child = await options.group.spawn({ name: `${name}-${role}`, script, args, loader: false, nodeFlags: profileFlags(profileDir, role), readyTimeoutMs: READY_MS });
       children.push(child);
       return child;
     };
@@ -173,6 +180,7 @@ async function startMeshd(count: number, options: SystemOptions, servers: FaultP
     for (const other of handles) if (other !== h) args.push('--peer', other.url);
     h.setArgs(args);
   }
+  for (const h of handles) h.setNodeFlags(profileFlags(options.profileDir, h.name));
   await Promise.all(handles.map((h) => h.start(READY_MS)));
   for (const h of handles) servers.push(h.proc!);
   return { urls: handles.map((h) => urlOf(h.key, h.port)), workerKeys: workers.map((w) => w.file), clientKey: client.file };

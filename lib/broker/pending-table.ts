@@ -11,6 +11,7 @@
  */
 import type { RequestMessage } from '../protocol/messages.ts';
 import { encodeKey } from '../crypto/keys.ts';
+import { hexOf } from '../protocol/request-ids.ts';
 import type { BrokerTimers, CancelTimer } from './broker-timers.ts';
 import type { ServiceTable } from './service-table.ts';
 
@@ -42,7 +43,7 @@ export const DEFAULT_MAX_PENDING_PER_CLIENT = 10_000;
 
 /** The key of a request: `clientKey:idHex`, unique per client key and request id. */
 export function requestKey(clientKey: string, id: Uint8Array): string {
-  return `${clientKey}:${Buffer.from(id).toString('hex')}`;
+  return `${clientKey}:${hexOf(id)}`;
 }
 
 /** Settings and callbacks of a {@link PendingTable}. */

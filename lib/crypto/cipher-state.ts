@@ -85,6 +85,25 @@ export class CipherState {
   }
 
   /**
+   * {@link CipherState.encryptWithAd} with the tag returned apart: the
+   * ciphertext and the tag, to be written one after the other. With k empty,
+   * a copy of `plaintext` and an empty tag (the plaintext may be a scratch
+   * buffer the caller reuses).
+   */
+  encryptWithAdDetached(ad: Uint8Array, plaintext: Uint8Array): readonly [Uint8Array, Uint8Array] {
+    const k = this.#k;
+    if (k === null) return [new Uint8Array(plaintext), EMPTY];
+    const n = this.#n;
+    if (n > MAX_NONCE) throw nonceExhausted();
+    if (plaintext.length > MAX_PLAINTEXT_LEN) {
+      throw new MeshError('MESH_ERR_CRYPTO', `plaintext of ${plaintext.length} bytes does not fit one Noise message (max ${MAX_PLAINTEXT_LEN})`);
+    }
+    const out = this.#suite.encryptDetached(k, n, ad, plaintext);
+    this.#n = n + 1;
+    return out;
+  }
+
+  /**
    * DECRYPT(k, n++, ad, ciphertext), or `ciphertext` itself when k is empty.
    * Throws MESH_ERR_DECRYPT on authentication failure (n is then unchanged),
    * MESH_ERR_CRYPTO when the nonce is exhausted.

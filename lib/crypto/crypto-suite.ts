@@ -61,6 +61,12 @@ export interface CryptoSuite {
    */
   encrypt(key: Uint8Array, nonce: number, ad: Uint8Array, plaintext: Uint8Array): Uint8Array;
   /**
+   * The same seal as {@link CryptoSuite.encrypt}, with the ciphertext and the
+   * 16-byte tag returned apart (written one after the other, they are
+   * `encrypt`'s output), so a sender can write both without joining them.
+   */
+  encryptDetached(key: Uint8Array, nonce: number, ad: Uint8Array, plaintext: Uint8Array): readonly [ciphertext: Uint8Array, tag: Uint8Array];
+  /**
    * ChaCha20-Poly1305 (IETF) open, the inverse of {@link CryptoSuite.encrypt}.
    * Throws MESH_ERR_DECRYPT on authentication failure or input shorter than the tag.
    */

@@ -70,6 +70,10 @@ export function createNobleSuite(): CryptoSuite {
     encrypt(key: Uint8Array, n: number, ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
       return chacha20poly1305(key, nonceBytes(n), ad.length > 0 ? ad : undefined).encrypt(plaintext);
     },
+    encryptDetached(key: Uint8Array, n: number, ad: Uint8Array, plaintext: Uint8Array): readonly [Uint8Array, Uint8Array] {
+      const sealed = chacha20poly1305(key, nonceBytes(n), ad.length > 0 ? ad : undefined).encrypt(plaintext);
+      return [sealed.subarray(0, plaintext.length), sealed.subarray(plaintext.length)];
+    },
     decrypt(key: Uint8Array, n: number, ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
       if (ciphertext.length < TAG_LEN) {
         throw new MeshError('MESH_ERR_DECRYPT', `ciphertext of ${ciphertext.length} bytes is shorter than the ${TAG_LEN}-byte tag`);

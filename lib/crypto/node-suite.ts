@@ -154,15 +154,20 @@ export function createNodeSuite(): CryptoSuite {
     return key;
   }
 
-  function encrypt(key: Uint8Array, n: number, ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
+  function encryptDetached(key: Uint8Array, n: number, ad: Uint8Array, plaintext: Uint8Array): readonly [Uint8Array, Uint8Array] {
     writeNonce(nonce, n);
     const cipher = createCipheriv(CIPHER, key, nonce, CIPHER_OPTIONS);
     if (ad.length > 0) cipher.setAAD(ad, { plaintextLength: plaintext.length });
     const body = cipher.update(plaintext);
     cipher.final();
+    return [body, cipher.getAuthTag()];
+  }
+
+  function encrypt(key: Uint8Array, n: number, ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
+    const [body, tag] = encryptDetached(key, n, ad, plaintext);
     const out = Buffer.allocUnsafe(body.length + TAG_LEN);
     out.set(body, 0);
-    out.set(cipher.getAuthTag(), body.length);
+    out.set(tag, body.length);
     return out;
   }
 
@@ -228,6 +233,7 @@ export function createNodeSuite(): CryptoSuite {
       return shared;
     },
     encrypt,
+    encryptDetached,
     decrypt,
     rekey(key: Uint8Array): Uint8Array {
       const maxNonce = Buffer.from('00000000ffffffffffffffff', 'hex');

@@ -71,7 +71,8 @@ function checkLimit(name: string, value: number): number {
  *
  * Memory: the decoder itself never holds more than one partial frame
  * (at most `maxFrameLength` bytes) or the partial prefix, plus one header
- * byte; see {@link FrameDecoder.bufferedBytes}.
+ * byte; see {@link FrameDecoder.bufferedBytes}. With transient frames it
+ * keeps one buffer of `maxFrameLength` bytes once a frame has spanned chunks.
  */
 export class FrameDecoder {
   #maxFrameLength: number;
@@ -82,6 +83,9 @@ export class FrameDecoder {
   #headerHigh = 0;
   /** The frame or prefix being assembled across chunks, exactly its length. */
   #partial: Buffer | undefined = undefined;
+  /** With transient frames: the buffer spanning frames are assembled in, reused. */
+  #scratch: Buffer | undefined = undefined;
+  #transient = false;
   #filled = 0;
   #error: MeshError | undefined = undefined;
   #busy = false;
@@ -103,6 +107,23 @@ export class FrameDecoder {
    */
   set maxFrameLength(value: number) {
     this.#maxFrameLength = checkLimit('maxFrameLength', value);
+  }
+
+  /**
+   * Whether the frames delivered may be views of memory the decoder reuses.
+   * Off by default: a frame that spans chunks gets a buffer of its own. On
+   * (for a consumer that is done with each frame when `onFrame` returns,
+   * such as a connection that decrypts it at once), frames that span chunks
+   * are assembled in one buffer kept for the next such frame, so a stream of
+   * large frames does not allocate one buffer per frame.
+   */
+  get transientFrames(): boolean {
+    return this.#transient;
+  }
+
+  set transientFrames(value: boolean) {
+    this.#transient = value;
+    if (!value) this.#scratch = undefined;
   }
 
   /**
@@ -172,6 +193,11 @@ export class FrameDecoder {
     }
   }
 
+  #scratchOf(length: number): Buffer {
+    if (this.#scratch === undefined || this.#scratch.length < length) this.#scratch = Buffer.allocUnsafeSlow(Math.max(length, this.#maxFrameLength));
+    return this.#scratch.subarray(0, length);
+  }
+
   #run(chunk: Buffer, onFrame: FrameHandler, onPrefix: PrefixHandler | undefined, stop: (() => boolean) | undefined): number {
     const end = chunk.length;
     let offset = 0;
@@ -204,8 +230,9 @@ export class FrameDecoder {
             offset += length;
             onFrame(frame);
           } else {
-            // Spans chunks: one allocation of exactly the frame's length.
-            const partial = Buffer.allocUnsafe(length);
+            // Spans chunks: one allocation of exactly the frame's length,
+            // or a view of the reused buffer when frames are transient.
+            const partial = this.#transient ? this.#scratchOf(length) : Buffer.allocUnsafe(length);
             this.#filled = chunk.copy(partial, 0, offset, end);
             this.#partial = partial;
             this.#phase = Phase.Body;

@@ -70,6 +70,14 @@ const DEFAULT_MAX_OUTBOUND_BYTES = 8 * 1024 * 1024;
 const DEFAULT_STALL_TIMEOUT = 10_000;
 const DEFAULT_CLOSE_GRACE = 1000;
 
+/** Bytes of a frame body given whole or as parts. */
+function bodyLength(body: Uint8Array | readonly Uint8Array[]): number {
+  if (body instanceof Uint8Array) return body.length;
+  let n = 0;
+  for (const part of body) n += part.length;
+  return n;
+}
+
 function positive(name: string, value: number | undefined, fallback: number, allowInfinity: boolean): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || Number.isNaN(value) || value <= 0 || (!allowInfinity && !Number.isFinite(value))) {
@@ -176,6 +184,15 @@ export class FramedSocket {
     socket.on('data', this.#onData);
   }
 
+  /** Whether frames are views of reused memory, valid only inside `onFrame` (see FrameDecoder.transientFrames). */
+  get transientFrames(): boolean {
+    return this.#decoder.transientFrames;
+  }
+
+  set transientFrames(value: boolean) {
+    this.#decoder.transientFrames = value;
+  }
+
   /** Limit for inbound frames not yet started (see FrameDecoder.maxFrameLength). */
   get maxFrameLength(): number {
     return this.#decoder.maxFrameLength;
@@ -257,31 +274,38 @@ export class FramedSocket {
 
   /**
    * Writes several frames in order, in one `writev` (cork, header + body for
-   * each, uncork). Bodies are not copied. All lengths are checked before
-   * anything is written. Returns the last `socket.write`'s result.
+   * each, uncork). A body is one buffer or a list of parts written back to
+   * back (a ciphertext and its tag). Bodies are not copied. All lengths are
+   * checked before anything is written. Returns the last `socket.write`'s
+   * result.
    *
    * @throws MeshError `MESH_ERR_FRAME_TOO_LARGE` for a body over 65535 bytes.
    */
-  writeFrames(bodies: readonly Uint8Array[]): boolean {
+  writeFrames(bodies: ReadonlyArray<Uint8Array | readonly Uint8Array[]>): boolean {
     if (this.#closing) return false;
     if (bodies.length === 0) return !this.#socket.writableNeedDrain;
     const headers = Buffer.allocUnsafe(FRAME_HEADER_LENGTH * bodies.length);
     let at = 0;
     for (const body of bodies) {
-      writeFrameHeader(headers, at, body.length);
+      writeFrameHeader(headers, at, bodyLength(body));
       at += FRAME_HEADER_LENGTH;
     }
     const socket = this.#socket;
-    const last = bodies.length - 1;
-    let ok = true;
+    let last: Uint8Array | undefined;
     socket.cork();
     at = 0;
-    for (let i = 0; i <= last; i++) {
-      const body = bodies[i]!;
+    for (const body of bodies) {
+      if (last !== undefined) socket.write(last);
       socket.write(headers.subarray(at, at + FRAME_HEADER_LENGTH));
       at += FRAME_HEADER_LENGTH;
-      ok = i === last ? socket.write(body, this.#onWritten) : socket.write(body);
+      if (body instanceof Uint8Array) {
+        last = body;
+        continue;
+      }
+      for (let j = 0; j < body.length - 1; j++) socket.write(body[j]!);
+      last = body[body.length - 1];
     }
+    const ok = last === undefined ? !socket.writableNeedDrain : socket.write(last, this.#onWritten);
     socket.uncork();
     return this.#afterWrite(ok);
   }

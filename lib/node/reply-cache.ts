@@ -5,6 +5,7 @@
  * finished reply replayed, so a request is executed once however many times
  * it arrives. Bounded in entries, bytes and age. Pure: the clock is passed in.
  */
+import { hexOf } from '../protocol/request-ids.ts';
 
 /** What a finished execution produced. */
 export type Outcome =
@@ -47,7 +48,7 @@ export class ReplyCache<P> {
 
   /** Cache key of a request. */
   static key(senderKey: string, id: Uint8Array): string {
-    return `${senderKey}:${Buffer.from(id).toString('hex')}`;
+    return `${senderKey}:${hexOf(id)}`;
   }
 
   /** Finished entries held. */

@@ -5,7 +5,7 @@
  * within the request's deadline, its retries and the retry budget
  * (docs/api.md#calling-a-service).
  */
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { MeshError, isErrorCode } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { Message } from '../protocol/messages.ts';
@@ -13,6 +13,7 @@ import { MAX_ATTEMPT, MAX_TRACE_LENGTH, SERVICE_NAME, TRACE } from '../protocol/
 import type { ClientLink, ClientPool } from './link.ts';
 import type { Clock, TimerHandle } from './clock.ts';
 import { RetryBudget } from './retry-budget.ts';
+import { hexOf, requestIdSource } from '../protocol/request-ids.ts';
 
 /** Options of one request. */
 export interface RequestOptions {
@@ -103,6 +104,7 @@ export class Requester {
   readonly #clock: Clock;
   readonly #budget: RetryBudget;
   readonly #outstanding = new Map<string, Outstanding>();
+  readonly #nextId = requestIdSource(randomFillSync);
   /** `brokerKey service` → until when that broker is known to lack the service. */
   readonly #noService = new Map<string, number>();
   #cursor = 0;
@@ -157,7 +159,7 @@ export class Requester {
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(new MeshError('MESH_ERR_ABORTED', `request to ${service} aborted`, { cause: signal.reason }));
     return new Promise<Buffer>((resolve, reject) => {
-      const id = randomBytes(16);
+      const id = this.#nextId();
       const now = this.#clock.now();
       const deadlineTimer = this.#clock.setTimeout(() => this.#finishWithError(o, new MeshError('MESH_ERR_TIMEOUT', `request to ${service} timed out after ${timeout} ms (${o.attempt} attempt${o.attempt === 1 ? '' : 's'}${o.lastError ? `; last: ${o.lastError.code}` : ''})`)), timeout);
       const onAbort = (): void => this.#finishWithError(o, new MeshError('MESH_ERR_ABORTED', `request to ${service} aborted`, { cause: signal?.reason }));
@@ -198,7 +200,7 @@ export class Requester {
   onMessage(link: ClientLink, message: Message): void {
     switch (message.type) {
       case 'REPLY': {
-        const o = this.#outstanding.get(Buffer.from(message.id).toString('hex'));
+        const o = this.#outstanding.get(hexOf(message.id));
         if (!o) return;
         if (o.attempt === 1) this.#budget.success();
         this.#replied++;
@@ -208,7 +210,7 @@ export class Requester {
       }
       case 'ERROR': {
         if (message.id === undefined) return;
-        const o = this.#outstanding.get(Buffer.from(message.id).toString('hex'));
+        const o = this.#outstanding.get(hexOf(message.id));
         if (!o) return;
         const code: ErrorCode = isErrorCode(message.code) ? message.code : 'MESH_ERR_PROTOCOL';
         // A broker's TIMEOUT ends the attempt it knew of, which may be an
@@ -226,7 +228,7 @@ export class Requester {
       }
       case 'DISPATCHED':
         for (const d of message.dispatched) {
-          const o = this.#outstanding.get(Buffer.from(d.id).toString('hex'));
+          const o = this.#outstanding.get(hexOf(d.id));
           // The current attempt's broker, or any broker while no worker is known yet.
           if (o && (o.link === link || o.hint === undefined)) {
             o.dispatched = true;
@@ -235,7 +237,7 @@ export class Requester {
         }
         return;
       case 'REFUSED': {
-        const o = this.#outstanding.get(Buffer.from(message.id).toString('hex'));
+        const o = this.#outstanding.get(hexOf(message.id));
         if (!o || o.link !== link) return;
         this.#handback(o, new MeshError('MESH_ERR_DRAINING', 'broker handed the request back'));
         return;

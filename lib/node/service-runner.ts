@@ -150,6 +150,7 @@ export class ServiceRunner {
   /** Running executions by reply cache key. */
   readonly #executions = new Map<string, Execution>();
   #draining = false;
+  #lastSender: { readonly bytes: Buffer; readonly key: string } | undefined;
   #served = 0;
   #handlerErrors = 0;
   #refused = 0;
@@ -231,6 +232,15 @@ export class ServiceRunner {
     }
   }
 
+  /** The sender's key as text; the last one is remembered (most requests come from a few clients). */
+  #senderKeyOf(sender: Uint8Array): string {
+    const last = this.#lastSender;
+    if (last !== undefined && Buffer.from(sender.buffer, sender.byteOffset, sender.byteLength).equals(last.bytes)) return last.key;
+    const key = encodeKey(sender);
+    this.#lastSender = { bytes: Buffer.from(sender), key };
+    return key;
+  }
+
   /** A REQUEST arrived from a broker. */
   onRequest(link: WorkerLink, m: RequestMessage): void {
     const s = this.#services.get(m.service);
@@ -238,7 +248,7 @@ export class ServiceRunner {
       link.send({ type: 'ERROR', id: m.id, code: 'MESH_ERR_PROTOCOL', retryable: false, text: 'request without a sender stamp' });
       return;
     }
-    const senderKey = encodeKey(m.sender);
+    const senderKey = this.#senderKeyOf(m.sender);
     const key = ReplyCache.key(senderKey, m.id);
     // The broker took a credit for this request if we had granted one there.
     const credits = s?.granted.get(link) ?? 0;

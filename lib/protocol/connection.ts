@@ -25,7 +25,7 @@ import { InitiatorHandshake, ResponderHandshake } from './handshake.ts';
 import type { HandshakeResult } from './handshake.ts';
 import { DEFAULT_MAX_PAYLOAD, EnvelopeCodec, maxEnvelopeLength } from './envelope-codec.ts';
 import type { EncodedEnvelope } from './envelope-codec.ts';
-import { packSegments, SegmentReader } from './segments.ts';
+import { forEachPlaintext, SegmentReader } from './segments.ts';
 import { Heartbeat } from './heartbeat.ts';
 import type { Message } from './messages.ts';
 
@@ -153,6 +153,8 @@ export class Connection {
 
   private constructor(framed: FramedSocket, result: HandshakeResult, options: ConnectionOptions, handlers: ConnectionHandlers) {
     this.#framed = framed;
+    // onFrame decrypts each frame at once and keeps nothing of it.
+    framed.transientFrames = true;
     this.#send = result.send;
     this.#receive = result.receive;
     this.remoteKey = result.remoteKey;
@@ -318,17 +320,22 @@ export class Connection {
       this.#queue = [];
       return;
     }
-    const plaintexts = packSegments(this.#queue);
+    const queue = this.#queue;
     this.#queue = [];
-    const frames: Uint8Array[] = [];
+    // Each plaintext is packed into a reused buffer and sealed at once; the
+    // ciphertext and its tag go out as two parts of one frame (no join).
+    const frames: Array<readonly Uint8Array[]> = [];
     try {
-      for (const p of plaintexts) frames.push(this.#send.encryptWithAd(EMPTY, p));
+      forEachPlaintext(queue, (plaintext) => {
+        const sealed = this.#send.encryptWithAdDetached(EMPTY, plaintext);
+        frames.push(sealed);
+        this.stats.bytesSent += sealed[0].length + sealed[1].length + 2;
+      });
     } catch (error) {
       this.#fail(error instanceof MeshError ? error : new MeshError('MESH_ERR_CRYPTO', 'sealing failed', { cause: error }));
       return;
     }
     this.stats.framesSent += frames.length;
-    for (const f of frames) this.stats.bytesSent += f.length + 2;
     this.#framed.writeFrames(frames);
   };
 

@@ -21,54 +21,56 @@ export const MAX_PLAINTEXT = 65535 - 16;
 
 /**
  * Packs envelopes, in order, into as few plaintexts of at most `maxPlaintext`
- * bytes as fit. Each byte of header and payload is copied exactly once.
+ * bytes as fit, and returns them. Each byte of header and payload is copied
+ * exactly once. (The connection seals with {@link forEachPlaintext}, which
+ * copies into one reused buffer instead.)
  */
 export function packSegments(envelopes: readonly EncodedEnvelope[], maxPlaintext = MAX_PLAINTEXT): Buffer[] {
+  const out: Buffer[] = [];
+  forEachPlaintext(envelopes, (plaintext) => out.push(Buffer.from(plaintext)), maxPlaintext);
+  return out;
+}
+
+/** The one buffer plaintexts are packed into (the calls are synchronous). */
+let scratch: Buffer | undefined;
+
+/**
+ * Packs envelopes like {@link packSegments}, but hands each plaintext to
+ * `onPlaintext` as a view of one buffer that is reused for the next
+ * plaintext, by every connection of the process: seal it (which copies it)
+ * before returning, never keep it. Nothing is allocated per call, so a busy
+ * connection does not feed the garbage collector one large buffer per turn.
+ */
+export function forEachPlaintext(envelopes: readonly EncodedEnvelope[], onPlaintext: (plaintext: Buffer) => void, maxPlaintext = MAX_PLAINTEXT): void {
   if (maxPlaintext < SEGMENT_HEADER_LENGTH + 1 || maxPlaintext > MAX_PLAINTEXT) {
     throw new MeshError('MESH_ERR_CONFIG', `maxPlaintext must be ${SEGMENT_HEADER_LENGTH + 1}..${MAX_PLAINTEXT}, got ${maxPlaintext}`);
   }
-  // Pass 1: the size of every plaintext, so each is allocated once.
-  const sizes: number[] = [];
-  let used = 0;
-  for (const env of envelopes) {
-    let remaining = env.length;
-    while (remaining > 0) {
-      if (maxPlaintext - used <= SEGMENT_HEADER_LENGTH) {
-        sizes.push(used);
-        used = 0;
+  const current = (scratch ??= Buffer.allocUnsafeSlow(MAX_PLAINTEXT));
+  // Taken while in use: a nested call (from onPlaintext) gets its own buffer.
+  scratch = undefined;
+  try {
+    let pos = 0;
+    for (const env of envelopes) {
+      let remaining = env.length;
+      let offset = 0; // into head || payload
+      while (remaining > 0) {
+        if (maxPlaintext - pos <= SEGMENT_HEADER_LENGTH) {
+          onPlaintext(current.subarray(0, pos));
+          pos = 0;
+        }
+        const n = Math.min(remaining, maxPlaintext - pos - SEGMENT_HEADER_LENGTH);
+        remaining -= n;
+        current[pos] = remaining > 0 ? SEGMENT_MORE : 0;
+        current.writeUInt16BE(n, pos + 1);
+        pos += SEGMENT_HEADER_LENGTH;
+        pos = copyRange(env, offset, n, current, pos);
+        offset += n;
       }
-      const n = Math.min(remaining, maxPlaintext - used - SEGMENT_HEADER_LENGTH);
-      used += SEGMENT_HEADER_LENGTH + n;
-      remaining -= n;
     }
+    if (pos > 0) onPlaintext(current.subarray(0, pos));
+  } finally {
+    scratch = current;
   }
-  if (used > 0) sizes.push(used);
-
-  // Pass 2: fill them.
-  const out: Buffer[] = [];
-  let index = 0;
-  let current = Buffer.allocUnsafe(sizes[0] ?? 0);
-  let pos = 0;
-  for (const env of envelopes) {
-    let remaining = env.length;
-    let offset = 0; // into head || payload
-    while (remaining > 0) {
-      if (current.length - pos <= SEGMENT_HEADER_LENGTH) {
-        out.push(current);
-        current = Buffer.allocUnsafe(sizes[++index]!);
-        pos = 0;
-      }
-      const n = Math.min(remaining, current.length - pos - SEGMENT_HEADER_LENGTH);
-      remaining -= n;
-      current[pos] = remaining > 0 ? SEGMENT_MORE : 0;
-      current.writeUInt16BE(n, pos + 1);
-      pos += SEGMENT_HEADER_LENGTH;
-      pos = copyRange(env, offset, n, current, pos);
-      offset += n;
-    }
-  }
-  if (pos > 0) out.push(current);
-  return out;
 }
 
 /** Copies `n` bytes of head||payload starting at `offset` into `target` at `pos`; returns the new pos. */

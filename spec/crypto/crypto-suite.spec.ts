@@ -171,6 +171,19 @@ for (const name of SUITE_NAMES) {
       assertCode(() => suite.decrypt(key, 0, new Uint8Array(0), new Uint8Array(15)), 'MESH_ERR_DECRYPT', 'shorter than the 16-byte tag');
       assert.equal(suite.decrypt(key, 0, new Uint8Array(0), suite.encrypt(key, 0, new Uint8Array(0), new Uint8Array(0))).length, 0);
     });
+
+    void test('encryptDetached is encrypt with the tag apart', () => {
+      const key = suite.generateKeyPair().privateKey;
+      for (const size of [0, 1, 4096, 65519]) {
+        const pt = new Uint8Array(size).map((_, i) => (i * 7) & 0xff);
+        for (const ad of [new Uint8Array(0), utf8('ad')]) {
+          const [ct, tag] = suite.encryptDetached(key, 42, ad, pt);
+          assert.equal(ct.length, size);
+          assert.equal(tag.length, 16);
+          assert.equal(hex(ct) + hex(tag), hex(suite.encrypt(key, 42, ad, pt)));
+        }
+      }
+    });
   });
 }
 

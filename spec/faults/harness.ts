@@ -68,6 +68,7 @@ export class BrokerHandle {
   /** Every process that ran this broker, oldest first. */
   readonly generations: FaultProcess[] = [];
   #args: string[] = [];
+  #nodeFlags: string[] = [];
 
   constructor(index: number, party: Party, port: number, keyFile: string) {
     this.index = index;
@@ -104,10 +105,15 @@ export class BrokerHandle {
     this.#args = args;
   }
 
+  /** Extra Node flags for the next processes (the benchmarks' `--cpu-prof`). */
+  setNodeFlags(flags: string[]): void {
+    this.#nodeFlags = flags;
+  }
+
   /** Starts a process for this broker (same port, key and flags) and waits for `listening` (bounded). */
   async start(ms = 30_000): Promise<FaultProcess> {
     if (this.proc?.alive) throw new Error(`${this.name} is already running (pid ${this.proc.pid})`);
-    const proc = new FaultProcess(`${this.name}#${this.generations.length + 1}`, meshdArgs(['broker', ...this.#args]));
+    const proc = new FaultProcess(`${this.name}#${this.generations.length + 1}`, [...this.#nodeFlags, ...meshdArgs(['broker', ...this.#args])]);
     this.generations.push(proc);
     await proc.line(/^listening mesh:\/\//, ms);
     return proc;

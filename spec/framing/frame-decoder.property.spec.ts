@@ -97,3 +97,26 @@ void test('frames up to a small maxFrameLength decode under any split; one byte 
     { numRuns: 200 },
   );
 });
+
+void test('with transient frames, any split decodes to the same frames, and spanning frames reuse one buffer', () => {
+  fc.assert(
+    fc.property(framesArb, fc.array(fc.nat(), { maxLength: 40 }), (frames, cuts) => {
+      const decoder = new FrameDecoder();
+      decoder.transientFrames = true;
+      const got: Buffer[] = [];
+      const backings = new Set<ArrayBufferLike>();
+      const chunks = split(wireOf(frames, undefined), cuts);
+      const chunkBackings = new Set(chunks.map((c) => c.buffer));
+      // Each frame is copied inside the callback, as a transient consumer must.
+      for (const c of chunks) {
+        decoder.push(c, (f) => {
+          got.push(Buffer.from(f));
+          if (f.length > 0 && !chunkBackings.has(f.buffer)) backings.add(f.buffer);
+        });
+      }
+      assert.deepEqual(got, frames.map((f) => Buffer.from(f)));
+      assert.ok(backings.size <= 1, `spanning frames were assembled in ${backings.size} buffers`);
+    }),
+    { numRuns: 300 },
+  );
+});

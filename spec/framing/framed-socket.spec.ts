@@ -45,13 +45,13 @@ void test('prefix and frames both ways', T, async () => {
     client.writeFrame(Buffer.from('hello'));
     client.writeFrame(new Uint8Array(0));
     server.writeRaw(PREAMBLE);
-    server.writeFrames([Buffer.from('a'), Buffer.from('bc')]);
+    server.writeFrames([Buffer.from('a'), [Buffer.from('b'), Buffer.from('c')], [Buffer.alloc(0), Buffer.from('de'), Buffer.alloc(0)]]);
 
-    await waitFor(() => s.frames.length === 2 && c.frames.length === 2, 5000, 'frames');
+    await waitFor(() => s.frames.length === 2 && c.frames.length === 3, 5000, 'frames');
     assert.deepEqual(s.prefixes, [PREAMBLE]);
     assert.deepEqual(c.prefixes, [PREAMBLE]);
     assert.deepEqual(s.frames, [Buffer.from('hello'), Buffer.alloc(0)]);
-    assert.deepEqual(c.frames, [Buffer.from('a'), Buffer.from('bc')]);
+    assert.deepEqual(c.frames, [Buffer.from('a'), Buffer.from('bc'), Buffer.from('de')], 'a body given as parts is one frame');
   } finally {
     client.close();
     server.close();

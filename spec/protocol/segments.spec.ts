@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { MAX_PLAINTEXT, packSegments, SegmentReader, SEGMENT_MORE } from '../../lib/protocol/segments.ts';
+import { forEachPlaintext, MAX_PLAINTEXT, packSegments, SegmentReader, SEGMENT_MORE } from '../../lib/protocol/segments.ts';
 import type { EncodedEnvelope } from '../../lib/protocol/envelope-codec.ts';
 import { MeshError } from '../../lib/errors.ts';
 
@@ -71,4 +71,23 @@ test('malformed segments are refused', () => {
   expectCode(() => r().push(Buffer.from([0x02, 0, 1, 9]), noop), 'MESH_ERR_PROTOCOL', /reserved flag/);
   expectCode(() => r().push(Buffer.from([0, 0, 0]), noop), 'MESH_ERR_PROTOCOL', /zero-length/);
   expectCode(() => r().push(Buffer.from([0, 0, 5, 1, 2]), noop), 'MESH_ERR_PROTOCOL', /runs past/);
+});
+
+test('forEachPlaintext packs into one reused buffer; a nested call gets a buffer of its own', () => {
+  const envs = [env(Buffer.from([1, 2]), new Uint8Array(70_000).fill(3)), env(Buffer.from([4]), new Uint8Array(10).fill(5))];
+  const seen: Array<{ backing: ArrayBufferLike; copy: Buffer }> = [];
+  forEachPlaintext(envs, (p) => {
+    seen.push({ backing: p.buffer, copy: Buffer.from(p) });
+    // Packing from inside the callback must not overwrite the plaintext being handed out.
+    const before = Buffer.from(p);
+    forEachPlaintext([env(Buffer.from([9]), new Uint8Array(100).fill(9))], (inner) => assert.notEqual(inner.buffer, p.buffer));
+    assert.deepEqual(Buffer.from(p), before);
+  });
+  assert.equal(seen.length, 2);
+  assert.equal(seen[0]!.backing, seen[1]!.backing, 'the same buffer for every plaintext');
+  assert.deepEqual(
+    seen.map((s) => s.copy),
+    packSegments(envs),
+  );
+  forEachPlaintext(envs, (p) => assert.equal(p.buffer, seen[0]!.backing, 'and again on the next call'));
 });
