@@ -15,13 +15,14 @@
  *
  *   npm run bench:compare [-- --rounds 5 --k1-count 3000 --k64-count 60000]
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ChildGroup, PACKAGE_ROOT } from './lib/child.ts';
-import { cpuMsOf, preflight, rssOf, startSystem, SYSTEMS } from './lib/compare-systems.ts';
+import { cpuMsOf, machine, preflight, rssOf, startSystem, SYSTEMS } from './lib/compare-systems.ts';
 import type { RunningSystem, SystemName } from './lib/compare-systems.ts';
+import { writeReadmeBlock } from './lib/readme-block.ts';
 import { progressFor, runBench } from './lib/run-bench.ts';
 import { MIB, ratio, round as roundTo } from './lib/stats.ts';
 
@@ -124,13 +125,6 @@ function ratios(summary: Record<SystemName, Record<MetricName, number>>): Record
   return out;
 }
 
-/** The machine line under the table: what the figures were measured on. */
-export function machine(natsVersion: string): string {
-  const cpus = os.cpus();
-  const pkg = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'bench', 'peers', 'nats', 'node_modules', 'nats', 'package.json'), 'utf8')) as { version: string };
-  return `${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, Node ${process.version}, ${natsVersion}, nats.js ${pkg.version}`;
-}
-
 function markdown(summary: Record<SystemName, Record<MetricName, number>>, roundCount: number, machineLine: string): string {
   const names = Object.keys(METRICS) as MetricName[];
   const rows = [`| | ${SYSTEMS.join(' | ')} | meshd-1 / nats |`, `|---|${SYSTEMS.map(() => '---:').join('|')}|---:|`];
@@ -140,18 +134,6 @@ function markdown(summary: Record<SystemName, Record<MetricName, number>>, round
   }
   const date = new Date().toISOString().slice(0, 10);
   return `${rows.join('\n')}\n\nMedians of ${roundCount} rounds (systems alternating within each round), 4 KiB echo, 2 worker processes, 1 client process; measured ${date} on ${machineLine}. \`npm run bench:compare\` reproduces it.\n`;
-}
-
-const README_BEGIN = '<!-- bench:compare:begin -->';
-const README_END = '<!-- bench:compare:end -->';
-
-function writeReadme(table: string): void {
-  const file = path.join(PACKAGE_ROOT, 'README.md');
-  const text = readFileSync(file, 'utf8');
-  const a = text.indexOf(README_BEGIN);
-  const b = text.indexOf(README_END);
-  if (a < 0 || b < a) throw new Error(`README.md has no ${README_BEGIN} … ${README_END} block to write the table into`);
-  writeFileSync(file, `${text.slice(0, a + README_BEGIN.length)}\n${table}${text.slice(b)}`);
 }
 
 async function main(): Promise<void> {
@@ -199,8 +181,9 @@ async function main(): Promise<void> {
   const machineLine = machine(natsVersion);
   process.stdout.write(`${JSON.stringify({ summary, ratios: ratios(summary), rounds: roundCount, machine: machineLine }, null, 2)}\n`);
   const table = markdown(summary, roundCount, machineLine);
+  mkdirSync(path.join(PACKAGE_ROOT, 'bench', 'results'), { recursive: true });
   writeFileSync(path.join(PACKAGE_ROOT, 'bench', 'results', 'compare.md'), `# meshd beside NATS\n\n${table}`);
-  if (values.readme) writeReadme(table);
+  if (values.readme) writeReadmeBlock('compare', table, { required: true });
   progress('table written to bench/results/compare.md');
 }
 
