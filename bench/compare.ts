@@ -14,12 +14,19 @@
  * written to bench/results/compare.md (and into README.md with --readme).
  *
  *   npm run bench:compare [-- --rounds 5 --k1-count 3000 --k64-count 60000]
+ *
+ * With --failover it measures failover instead (bench/lib/compare-failover.ts):
+ * a 3-server NATS cluster beside 3 meshd brokers, the server the client uses
+ * SIGKILLed, or SIGSTOPped for 5 s, under load at K=16.
+ *
+ *   npm run bench:compare -- --failover [--failover-rounds 3] [--readme]
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ChildGroup, PACKAGE_ROOT } from './lib/child.ts';
+import { runFailover } from './lib/compare-failover.ts';
 import { cpuMsOf, machine, preflight, rssOf, startSystem, SYSTEMS } from './lib/compare-systems.ts';
 import type { RunningSystem, SystemName } from './lib/compare-systems.ts';
 import { writeReadmeBlock } from './lib/readme-block.ts';
@@ -145,9 +152,15 @@ async function main(): Promise<void> {
       warmup: { type: 'string', default: '3000' },
       systems: { type: 'string', default: SYSTEMS.join(',') },
       readme: { type: 'boolean', default: false },
+      failover: { type: 'boolean', default: false },
+      'failover-rounds': { type: 'string', default: '1' },
     },
   });
   const { natsServer, natsVersion } = preflight(progress);
+  if (values.failover) {
+    await runFailover(natsServer, natsVersion, progress, { rounds: Number(values['failover-rounds']), readme: values.readme });
+    return;
+  }
   const roundCount = Number(values.rounds);
   const counts = { k1: Number(values['k1-count']), k64: Number(values['k64-count']), warmup: Number(values.warmup) };
   const systems = values.systems.split(',') as SystemName[];
