@@ -17,14 +17,22 @@
  *   npm run bench:compare -- --rounds 1 --systems meshd-1 --profile DIR
  *       (a --cpu-prof profile of every meshd process in DIR/SYSTEM-round-N/ROLE/;
  *        summarize one with bench/lib/cpuprofile-top.ts)
+ *
+ * With --failover it measures failover instead (bench/lib/compare-failover.ts):
+ * a 3-server NATS cluster beside 3 meshd brokers, the server the client uses
+ * SIGKILLed, or SIGSTOPped for 5 s, under load at K=16.
+ *
+ *   npm run bench:compare -- --failover [--failover-rounds 3] [--readme]
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ChildGroup, PACKAGE_ROOT } from './lib/child.ts';
-import { cpuMsOf, preflight, rssOf, startSystem, SYSTEMS } from './lib/compare-systems.ts';
+import { runFailover } from './lib/compare-failover.ts';
+import { cpuMsOf, machine, preflight, rssOf, startSystem, SYSTEMS } from './lib/compare-systems.ts';
 import type { RunningSystem, SystemName } from './lib/compare-systems.ts';
+import { writeReadmeBlock } from './lib/readme-block.ts';
 import { progressFor, runBench } from './lib/run-bench.ts';
 import { MIB, ratio, round as roundTo } from './lib/stats.ts';
 
@@ -127,13 +135,6 @@ function ratios(summary: Record<SystemName, Record<MetricName, number>>): Record
   return out;
 }
 
-/** The machine line under the table: what the figures were measured on. */
-export function machine(natsVersion: string): string {
-  const cpus = os.cpus();
-  const pkg = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'bench', 'peers', 'nats', 'node_modules', 'nats', 'package.json'), 'utf8')) as { version: string };
-  return `${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, Node ${process.version}, ${natsVersion}, nats.js ${pkg.version}`;
-}
-
 function markdown(summary: Record<SystemName, Record<MetricName, number>>, roundCount: number, machineLine: string): string {
   const names = Object.keys(METRICS) as MetricName[];
   const rows = [`| | ${SYSTEMS.join(' | ')} | meshd-1 / nats |`, `|---|${SYSTEMS.map(() => '---:').join('|')}|---:|`];
@@ -143,18 +144,6 @@ function markdown(summary: Record<SystemName, Record<MetricName, number>>, round
   }
   const date = new Date().toISOString().slice(0, 10);
   return `${rows.join('\n')}\n\nMedians of ${roundCount} rounds (systems alternating within each round), 4 KiB echo, 2 worker processes, 1 client process; measured ${date} on ${machineLine}. \`npm run bench:compare\` reproduces it.\n`;
-}
-
-const README_BEGIN = '<!-- bench:compare:begin -->';
-const README_END = '<!-- bench:compare:end -->';
-
-function writeReadme(table: string): void {
-  const file = path.join(PACKAGE_ROOT, 'README.md');
-  const text = readFileSync(file, 'utf8');
-  const a = text.indexOf(README_BEGIN);
-  const b = text.indexOf(README_END);
-  if (a < 0 || b < a) throw new Error(`README.md has no ${README_BEGIN} … ${README_END} block to write the table into`);
-  writeFileSync(file, `${text.slice(0, a + README_BEGIN.length)}\n${table}${text.slice(b)}`);
 }
 
 async function main(): Promise<void> {
@@ -167,9 +156,15 @@ async function main(): Promise<void> {
       systems: { type: 'string', default: SYSTEMS.join(',') },
       readme: { type: 'boolean', default: false },
       profile: { type: 'string' },
+      failover: { type: 'boolean', default: false },
+      'failover-rounds': { type: 'string', default: '1' },
     },
   });
   const { natsServer, natsVersion } = preflight(progress);
+  if (values.failover) {
+    await runFailover(natsServer, natsVersion, progress, { rounds: Number(values['failover-rounds']), readme: values.readme });
+    return;
+  }
   const roundCount = Number(values.rounds);
   const counts = { k1: Number(values['k1-count']), k64: Number(values['k64-count']), warmup: Number(values.warmup) };
   const systems = values.systems.split(',') as SystemName[];
@@ -204,8 +199,9 @@ async function main(): Promise<void> {
   const machineLine = machine(natsVersion);
   process.stdout.write(`${JSON.stringify({ summary, ratios: ratios(summary), rounds: roundCount, machine: machineLine }, null, 2)}\n`);
   const table = markdown(summary, roundCount, machineLine);
+  mkdirSync(path.join(PACKAGE_ROOT, 'bench', 'results'), { recursive: true });
   writeFileSync(path.join(PACKAGE_ROOT, 'bench', 'results', 'compare.md'), `# meshd beside NATS\n\n${table}`);
-  if (values.readme) writeReadme(table);
+  if (values.readme) writeReadmeBlock('compare', table, { required: true });
   progress('table written to bench/results/compare.md');
 }
 

@@ -7,6 +7,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { encodeKey, getSuite, writeKeyFileSync } from '../../lib/internal.ts';
 import { FaultProcess } from '../../spec/faults/processes.ts';
@@ -78,6 +79,13 @@ function findOnPath(name: string): string | undefined {
     if (dir !== '' && existsSync(path.join(dir, name))) return path.join(dir, name);
   }
   return undefined;
+}
+
+/** The machine line under the table: what the figures were measured on. */
+export function machine(natsVersion: string): string {
+  const cpus = os.cpus();
+  const pkg = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'bench', 'peers', 'nats', 'node_modules', 'nats', 'package.json'), 'utf8')) as { version: string };
+  return `${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, Node ${process.version}, ${natsVersion}, nats.js ${pkg.version}`;
 }
 
 /** CPU time (user + system) of a process so far, ms, from /proc (Linux). */
