@@ -5,6 +5,7 @@
 
 import net from 'node:net';
 import { MeshError } from '../errors.ts';
+import { ReadRelay, setReadRelay } from './read-relay.ts';
 
 /** Options for {@link connectSocket}. */
 export interface ConnectSocketOptions {
@@ -57,7 +58,9 @@ export function connectSocket(options: ConnectSocketOptions): Promise<net.Socket
     }
     let socket: net.Socket;
     try {
-      socket = net.connect({ host, port });
+      const relay = new ReadRelay();
+      socket = net.connect({ host, port, onread: relay.onread });
+      setReadRelay(socket, relay);
     } catch (err) {
       // net.connect throws synchronously only for invalid options (a bad port).
       reject(new MeshError('MESH_ERR_CONFIG', `cannot connect to ${where}: ${describe(err)}`, { cause: err }));

@@ -10,6 +10,7 @@
  */
 
 import type net from 'node:net';
+import { readRelayOf } from './read-relay.ts';
 import { MeshError } from '../errors.ts';
 import { FrameDecoder } from './frame-decoder.ts';
 import { FRAME_HEADER_LENGTH, assertFrameLength, writeFrameHeader } from './frame-encoder.ts';
@@ -181,7 +182,9 @@ export class FramedSocket {
       return;
     }
     socket.setNoDelay(true);
-    socket.on('data', this.#onData);
+    const relay = readRelayOf(socket);
+    if (relay) relay.attach(this.#onReusedData);
+    else socket.on('data', this.#onData);
   }
 
   /** Whether frames are views of reused memory, valid only inside `onFrame` (see FrameDecoder.transientFrames). */
@@ -477,6 +480,25 @@ export class FramedSocket {
     }
     const rest = this.#feed(chunk);
     if (rest !== undefined) this.#backlog.push(rest);
+  };
+
+  /**
+   * A read into the socket's own buffer (see read-relay.ts), overwritten by
+   * the next read: copied unless frames are transient, and whatever is kept
+   * for later is a copy.
+   */
+  #onReusedData = (chunk: Buffer): void => {
+    if (this.#closing) return;
+    if (!this.#decoder.transientFrames) {
+      this.#onData(Buffer.from(chunk));
+      return;
+    }
+    if (this.#paused || this.#backlog.length > 0) {
+      this.#backlog.push(Buffer.from(chunk));
+      return;
+    }
+    const rest = this.#feed(chunk);
+    if (rest !== undefined) this.#backlog.push(Buffer.from(rest));
   };
 
   #drainBacklog = (): void => {

@@ -158,7 +158,11 @@ export class MeshNode extends EventSource<MeshNodeEvent> {
       random: options.random ?? Math.random,
     };
     const pool: ClientPool & WorkerPool = {
-      healthy: () => [...this.#links.values()].filter((l) => l.healthy),
+      healthy: () => {
+        const out: BrokerLink[] = [];
+        for (const l of this.#links.values()) if (l.healthy) out.push(l);
+        return out;
+      },
       up: () => [...this.#links.values()].filter((l) => l.up),
       find: (broker: string) => this.#links.get(broker) ?? [...this.#links.values()].find((l) => l.address.url === broker),
       whenHealthy: (callback: () => void) => {

@@ -269,12 +269,13 @@ export class Requester {
 
   // ------------------------------------------------------------ internals
 
-  #pick(o: Outstanding, avoid: ClientLink | undefined, tried: ReadonlySet<ClientLink>): ClientLink | undefined {
+  #pick(o: Outstanding, avoid: ClientLink | undefined, tried: ReadonlySet<ClientLink> | undefined): ClientLink | undefined {
     if (o.preferred !== undefined && o.attempt === 0) {
       const l = this.#pool.find(o.preferred);
-      if (l?.healthy && !tried.has(l)) return l;
+      if (l?.healthy && !tried?.has(l)) return l;
     }
-    let healthy = this.#pool.healthy().filter((l) => !tried.has(l));
+    let healthy = this.#pool.healthy();
+    if (tried !== undefined) healthy = healthy.filter((l) => !tried.has(l));
     if (healthy.length === 0) return undefined;
     if (this.#noService.size > 0 && healthy.length > 1) {
       // Brokers that just said they lack this service go last (all of them: keep them all).
@@ -296,7 +297,7 @@ export class Requester {
     this.#noService.set(`${link.key} ${service}`, now + NO_SERVICE_AVOID_MS);
   }
 
-  #send(o: Outstanding, avoid: ClientLink | undefined, tried: Set<ClientLink> = new Set()): void {
+  #send(o: Outstanding, avoid: ClientLink | undefined, tried?: Set<ClientLink>): void {
     const link = this.#pick(o, avoid, tried);
     if (!link) {
       // No healthy broker now: wait for one until the deadline.
@@ -329,8 +330,7 @@ export class Requester {
       link.release();
       o.link = undefined;
       o.attempt--;
-      tried.add(link);
-      this.#send(o, link, tried);
+      this.#send(o, link, (tried ?? new Set()).add(link));
       return;
     }
     const timer = this.#clock.setTimeout(() => {

@@ -104,6 +104,8 @@ interface OfferedService {
   running: number;
   readonly granted: Map<WorkerLink, number>;
   cancelled: boolean;
+  /** A grant is queued for the end of this microtask checkpoint (#grantSoon). */
+  grantQueued: boolean;
   idle: Array<() => void>;
   /** The withdrawal, once begun. */
   closing: Promise<void> | undefined;
@@ -187,7 +189,7 @@ export class ServiceRunner {
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 65535) throw new MeshError('MESH_ERR_CONFIG', `concurrency must be an integer in 1..65535, got ${concurrency}`);
     const signal = options.signal;
     if (signal?.aborted) throw new MeshError('MESH_ERR_ABORTED', `serve ${service} aborted`, { cause: signal.reason });
-    const s: OfferedService = { name: service, handler, concurrency, running: 0, granted: new Map(), cancelled: false, idle: [], closing: undefined, unlisten: undefined };
+    const s: OfferedService = { name: service, handler, concurrency, running: 0, granted: new Map(), cancelled: false, grantQueued: false, idle: [], closing: undefined, unlisten: undefined };
     this.#services.set(service, s);
     if (signal) {
       const onAbort = (): void => void this.#withdraw(s);
@@ -397,8 +399,22 @@ export class ServiceRunner {
       link.release();
       s.running--;
       if (s.running === 0) for (const resolve of s.idle.splice(0)) resolve();
-      this.#grant(s);
+      this.#grantSoon(s);
     }
+  }
+
+  /**
+   * Grants the slots freed by completions once the completions of this
+   * microtask checkpoint are all in: handlers that answer together (the
+   * requests of one read) free their slots in one READY, not one each.
+   */
+  #grantSoon(s: OfferedService): void {
+    if (s.grantQueued) return;
+    s.grantQueued = true;
+    queueMicrotask(() => {
+      s.grantQueued = false;
+      this.#grant(s);
+    });
   }
 
   /** Ends an execution the app never looked at: no answer, nothing cached, the request goes back to the broker. */

@@ -508,3 +508,29 @@ void test('invalid options are rejected with MESH_ERR_CONFIG', T, async () => {
     await lb.close();
   }
 });
+
+void test('a dialled socket reads into one reused buffer: transient frames, spanning frames and frames held while paused all arrive intact', T, async () => {
+  const { lb, client, c, peer } = await rawPeer();
+  try {
+    client.transientFrames = true;
+    // Large frames (they span reads of the 64 KiB buffer) between small ones, each with its own content.
+    const bodies = Array.from({ length: 60 }, (_, i) => Buffer.alloc(i % 3 === 0 ? 50_000 : 7 + i, i));
+    const wire = Buffer.concat(bodies.map((b) => Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b])));
+    let pauses = 0;
+    c.onEachFrame = () => {
+      // Pause in the middle of chunks a few times: what is held must be a copy, not a view of the reused buffer.
+      if (c.frames.length % 17 === 5 && pauses < 3) {
+        pauses++;
+        client.pause();
+        setTimeout(() => client.resume(), 30);
+      }
+    };
+    peer.write(wire);
+    await waitFor(() => c.frames.length === bodies.length, 10_000, 'all frames');
+    assert.equal(pauses, 3);
+    c.frames.forEach((f, i) => assert.ok(f.equals(bodies[i]!), `frame ${i} intact`));
+  } finally {
+    client.close();
+    await lb.close();
+  }
+});

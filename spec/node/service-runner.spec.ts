@@ -101,6 +101,16 @@ test('credits: every free slot is granted, spread over the healthy links, never 
   assert.equal(calls.length, 7);
 });
 
+test('handlers that answer together free their slots in one READY', async () => {
+  const { pool, runner } = setup('A');
+  runner.add('echo', (r) => r.payload, { concurrency: 8 }); // A 8
+  for (let n = 1; n <= 5; n++) runner.onRequest(pool.link('A'), req(n));
+  pool.link('A').clear();
+  await flush();
+  assert.deepEqual(pool.link('A').log(), ['REPLY', 'REPLY', 'REPLY', 'REPLY', 'REPLY', 'READY echo 5']);
+  assert.equal(brokerCredits(pool.link('A'), 0), 5);
+});
+
 test('a free slot goes to the healthy link holding the fewest credits', async () => {
   const { pool, runner } = setup('A', 'B');
   const { calls, handler } = gated();
