@@ -21,6 +21,13 @@ import type { ClientLink, WorkerLink } from './link.ts';
 /** What a broker may send a node after WELCOME (PING and PONG are answered below this layer). */
 const FROM_BROKER: ReadonlySet<MessageTypeName> = new Set<MessageTypeName>(['REQUEST', 'DISPATCHED', 'REPLY', 'ERROR', 'REFUSED', 'BROKERS', 'DRAIN']);
 
+/**
+ * Outbound backlog over which a link is congested, bytes: new requests wait
+ * in the node (in order) until the socket drains, far below the connection's
+ * outbound cap (8 MiB), which would close it.
+ */
+export const CONGESTED_BYTES = 1024 * 1024;
+
 /** Settings shared by every link of a node. */
 export interface LinkSettings {
   readonly keyPair: KeyPair;
@@ -38,6 +45,8 @@ interface LinkEvents {
   onUp(link: BrokerLink): void;
   onDown(link: BrokerLink, error: MeshError | undefined): void;
   onMessage(link: BrokerLink, message: Message): void;
+  /** The connection's outbound backlog drained after a write reported backpressure. */
+  onDrain(link: BrokerLink): void;
   /** A connection attempt failed, or was refused after the handshake (e.g. MESH_ERR_UNAUTHORIZED). */
   onAttemptFailed(link: BrokerLink, error: MeshError | undefined): void;
 }
@@ -86,6 +95,11 @@ export class BrokerLink implements ClientLink, WorkerLink {
   /** Up (possibly draining): may still carry replies. False as soon as the connection starts closing. */
   get up(): boolean {
     return this.#state === 'up' && this.#connection !== undefined && !this.#connection.closed;
+  }
+
+  /** More than CONGESTED_BYTES wait to be written (queued this turn or in the socket's buffer). */
+  get congested(): boolean {
+    return (this.#connection?.backlog ?? 0) > CONGESTED_BYTES;
   }
 
   /** Largest payload the broker accepts (from its HELLO); 0 when not connected. */
@@ -175,6 +189,9 @@ export class BrokerLink implements ClientLink, WorkerLink {
           }
           if (message.type === 'DRAIN') this.#draining = true;
           this.#events.onMessage(this, message);
+        },
+        onDrain: (connection) => {
+          if (connection === this.#connection && this.#state === 'up') this.#events.onDrain(this);
         },
         onClose: (error, connection) => {
           if (connection !== this.#connection) return;

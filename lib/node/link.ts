@@ -24,6 +24,12 @@ export interface ClientLink extends Link {
   readonly key: string;
   /** Up, welcomed and not draining: may take new requests. */
   readonly healthy: boolean;
+  /**
+   * More bytes wait to be written than the node lets pile up: new requests
+   * wait in the node until the link drains (the node then calls the
+   * requester's `onWritable`).
+   */
+  readonly congested: boolean;
 }
 
 /** A link as the service runner (the worker half) uses it. */

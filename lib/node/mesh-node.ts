@@ -368,12 +368,14 @@ export class MeshNode extends EventSource<MeshNodeEvent> {
           this.#healthyWaiters.delete(w);
           w();
         }
+        this.#requester.onWritable();
       },
       onDown: (l, error) => {
         this.#requester.onLinkDown(l, error);
         this.#runner.onLinkDown(l);
         this.emit({ type: 'broker-down', broker: l.address.url, error });
       },
+      onDrain: () => this.#requester.onWritable(),
       onMessage: (l, message) => this.#onMessage(l, message),
       onAttemptFailed: () => this.#attemptWatcher?.(),
     });

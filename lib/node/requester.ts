@@ -75,6 +75,8 @@ interface Outstanding {
   lastError: MeshError | undefined;
   timer: TimerHandle | undefined;
   cancelWait: (() => void) | undefined;
+  /** Waiting in the node for a link whose outbound backlog is under its mark (see Requester.onWritable). */
+  held: boolean;
   resolve(payload: Buffer): void;
   reject(error: MeshError): void;
   cleanup(): void;
@@ -107,6 +109,12 @@ export class Requester {
   readonly #nextId = requestIdSource(randomFillSync);
   /** `brokerKey service` → until when that broker is known to lack the service. */
   readonly #noService = new Map<string, number>();
+  /**
+   * Requests waiting, in order, for a link that is not congested: a burst
+   * larger than the sockets take at once waits here instead of overrunning
+   * the connection's outbound cap. Each is still bound by its deadline.
+   */
+  readonly #held = new Set<Outstanding>();
   #cursor = 0;
   #closed = false;
   #sent = 0;
@@ -183,6 +191,7 @@ export class Requester {
         lastError: undefined,
         timer: undefined,
         cancelWait: undefined,
+        held: false,
         resolve,
         reject,
         cleanup: () => {
@@ -254,6 +263,21 @@ export class Requester {
     }
   }
 
+  /**
+   * A link drained its outbound backlog, or came up: requests held back
+   * while every link was congested go out, oldest first, for as long as a
+   * link takes them.
+   */
+  onWritable(): void {
+    for (const o of this.#held) {
+      const link = this.#pick(o, undefined, undefined);
+      if (link === undefined || link.congested) return;
+      this.#held.delete(o);
+      o.held = false;
+      this.#sendOn(o, link, undefined);
+    }
+  }
+
   /** A broker sent DRAIN: attempts on it that were not dispatched yet go elsewhere. */
   onLinkDraining(link: ClientLink): void {
     for (const o of [...this.#outstanding.values()]) {
@@ -285,7 +309,11 @@ export class Requester {
     }
     const candidates = healthy.length > 1 && avoid ? healthy.filter((l) => l !== avoid) : healthy;
     this.#cursor = (this.#cursor + 1) % candidates.length;
-    return candidates[this.#cursor % candidates.length];
+    const chosen = candidates[this.#cursor % candidates.length];
+    if (chosen?.congested !== true) return chosen;
+    // Its outbound backlog is over the mark: any other link that is not.
+    for (const l of candidates) if (!l.congested) return l;
+    return chosen;
   }
 
   #markNoService(link: ClientLink, service: string): void {
@@ -298,6 +326,11 @@ export class Requester {
   }
 
   #send(o: Outstanding, avoid: ClientLink | undefined, tried?: Set<ClientLink>): void {
+    if (this.#held.size > 0 && tried === undefined) {
+      // Others are waiting for the links to drain: wait behind them.
+      this.#hold(o);
+      return;
+    }
     const link = this.#pick(o, avoid, tried);
     if (!link) {
       // No healthy broker now: wait for one until the deadline.
@@ -307,6 +340,20 @@ export class Requester {
       });
       return;
     }
+    if (link.congested) {
+      this.#hold(o);
+      return;
+    }
+    this.#sendOn(o, link, tried);
+  }
+
+  #hold(o: Outstanding): void {
+    o.held = true;
+    this.#held.add(o);
+  }
+
+  /** Sends the next attempt of `o` on `link` and starts its attempt timer. */
+  #sendOn(o: Outstanding, link: ClientLink, tried: Set<ClientLink> | undefined): void {
     const ttl = Math.floor(o.deadline - this.#clock.now());
     if (ttl <= 0) return; // the deadline timer answers
     if (o.payload.length > link.peerMaxPayload) {
@@ -349,6 +396,10 @@ export class Requester {
   }
 
   #detach(o: Outstanding): void {
+    if (o.held) {
+      o.held = false;
+      this.#held.delete(o);
+    }
     this.#clock.clearTimeout(o.timer);
     o.timer = undefined;
     o.cancelWait?.();

@@ -146,6 +146,8 @@ export class Connection {
   #handlers: ConnectionHandlers;
   #queue: EncodedEnvelope[] = [];
   #flushScheduled = false;
+  /** Bytes of the envelopes in this turn's batch (not yet sealed). */
+  #queuedBytes = 0;
   #timer: NodeJS.Timeout | undefined;
   #timerDue = 0;
   #closed = false;
@@ -242,6 +244,11 @@ export class Connection {
     return this.#framed.writableLength;
   }
 
+  /** Bytes not yet taken by the kernel: this turn's queued envelopes (plaintext) and the socket's send buffer. */
+  get backlog(): number {
+    return this.#queuedBytes + this.#framed.writableLength;
+  }
+
   /** Remote address as `host:port`. */
   get remoteAddress(): string {
     return `${this.#framed.remoteAddress ?? '?'}:${this.#framed.remotePort ?? '?'}`;
@@ -279,7 +286,9 @@ export class Connection {
    */
   send(message: Message): boolean {
     if (this.#closed || this.#framed.closed) return false;
-    this.#queue.push(this.#codec.encode(message, this.#peerMaxPayload));
+    const envelope = this.#codec.encode(message, this.#peerMaxPayload);
+    this.#queue.push(envelope);
+    this.#queuedBytes += envelope.length;
     this.stats.messagesSent++;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
@@ -320,6 +329,7 @@ export class Connection {
 
   readonly #flush = (): void => {
     this.#flushScheduled = false;
+    this.#queuedBytes = 0;
     if (this.#queue.length === 0 || this.#framed.closed) {
       this.#queue = [];
       return;
@@ -407,6 +417,7 @@ export class Connection {
     this.#closeError = error;
     this.#stopTimer();
     this.#queue = [];
+    this.#queuedBytes = 0;
     this.#framed.close(error);
   }
 

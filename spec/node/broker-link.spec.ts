@@ -34,6 +34,7 @@ async function scripted(script: Message[]) {
       onDown: (_l, error) => void downs.push(error),
       onMessage: (_l, m) => void seen.push(m),
       onAttemptFailed: (_l, error) => void failed.push(error),
+      onDrain: () => {},
     },
   );
   await server.until(() => server.accepted.length === 1, 5000, 'the link to connect');

@@ -15,6 +15,8 @@ export class FakeLink implements ClientLink, WorkerLink {
   readonly url: string;
   up = true;
   healthy = true;
+  /** Whether its outbound backlog is over the node's mark (requests then wait in the requester). */
+  congested = false;
   peerMaxPayload = 1024 * 1024;
   /** Whether send() accepts a message while up (false: as if the connection refused it). */
   accepts = true;

@@ -569,6 +569,54 @@ test('no healthy broker until the deadline: MESH_ERR_TIMEOUT, and the wait is gi
   assert.equal(pool.requests().length, 0, 'nothing sent once the request is over');
 });
 
+// ------------------------------------------------------------ congested links
+
+test('a congested link is passed over for one that is not; with every link congested, requests wait in order and go out when one drains', async () => {
+  const { clock, pool, requester } = setup('A', 'B');
+  pool.link('A').congested = true;
+  const first = track(requester.request('echo', Buffer.from('1'), { timeout: 1000, retries: 0 }));
+  assert.deepEqual(keys(pool.requests()), ['B'], 'the request goes to the link that is not congested');
+  pool.link('B').congested = true;
+  const held = [2, 3, 4].map((n) => track(requester.request('echo', Buffer.from(String(n)), { timeout: 1000, retries: 0 })));
+  assert.equal(pool.requests().length, 1, 'nothing more is written while every link is congested');
+  clock.advance(300);
+  requester.onWritable();
+  assert.equal(pool.requests().length, 1, 'still congested: still waiting');
+  pool.link('A').congested = false;
+  requester.onWritable();
+  const sent = pool.requests();
+  assert.deepEqual(sent.slice(1).map((s) => Buffer.from(s.message.payload).toString()), ['2', '3', '4'], 'in the order they were made');
+  assert.deepEqual(keys(sent.slice(1)), ['A', 'A', 'A']);
+  assert.equal(sent[1]!.message.attempt, 1);
+  assert.equal(sent[1]!.message.ttl, 700, 'the attempt starts when it is written, with the time left');
+  for (const s of sent) reply(requester, s.link, s.message.id);
+  await flush();
+  assert.ok([first, ...held].every((t) => t.state === 'resolved'));
+});
+
+test('a request made while others wait goes behind them; a held request that times out or is aborted is never written', async () => {
+  const { clock, pool, requester } = setup('A');
+  pool.link('A').congested = true;
+  const a = track(requester.request('echo', Buffer.from('a'), { timeout: 100, retries: 0 }));
+  const controller = new AbortController();
+  const b = track(requester.request('echo', Buffer.from('b'), { timeout: 1000, retries: 0, signal: controller.signal }));
+  pool.link('A').congested = false;
+  // A new request while a and b still wait (no onWritable yet): it queues behind them.
+  const c = track(requester.request('echo', Buffer.from('c'), { timeout: 1000, retries: 0 }));
+  assert.equal(pool.requests().length, 0);
+  clock.advance(100);
+  controller.abort();
+  await flush();
+  assert.ok(rejectedWith(a, 'MESH_ERR_TIMEOUT'));
+  assert.ok(rejectedWith(b, 'MESH_ERR_ABORTED'));
+  requester.onWritable();
+  assert.deepEqual(pool.requests().map((s) => Buffer.from(s.message.payload).toString()), ['c']);
+  reply(requester, pool.last().link, pool.last().message.id);
+  await flush();
+  assert.equal(c.state, 'resolved');
+  assert.equal(requester.size, 0);
+});
+
 // ------------------------------------------------------------ abort and close
 
 test('abort rejects with MESH_ERR_ABORTED and frees the link; close rejects pending and new requests with MESH_ERR_CLOSED', async () => {
