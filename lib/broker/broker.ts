@@ -50,6 +50,13 @@ export type { BrokerServiceStats, BrokerSnapshot, BrokerStats, LatencyHistogram,
 /** Default longest wait for in-flight replies when draining, ms. */
 export const DEFAULT_DRAIN_TIMEOUT = 5000;
 
+/**
+ * Rounds between two pushes of an unchanged broker list to the nodes (a
+ * changed list goes out at once). Every round would cost 1,000 idle nodes a
+ * sealed message and a write each, every second, for nothing new.
+ */
+const BROKERS_REFRESH_ROUNDS = 30;
+
 /** A meshd broker. Create with {@link Broker.start}. */
 export class Broker extends EventSource<BrokerEvent> {
   readonly #options: BrokerOptions;
@@ -68,6 +75,8 @@ export class Broker extends EventSource<BrokerEvent> {
   #watcher: RegistryWatcher | undefined;
   #listener: Listener | undefined;
   #draining = false;
+  /** Rounds since the broker list was last pushed to the nodes. */
+  #roundsSincePush = 0;
   #closing: Promise<void> | undefined;
   #peers: PeerMesh | undefined;
   readonly #acceptor: SessionAcceptor;
@@ -224,7 +233,10 @@ export class Broker extends EventSource<BrokerEvent> {
       now: this.#now,
       isBroker: (key) => this.#registry.getByKey(key)?.role === 'broker',
       onLiveChange: (live) => this.#pushBrokers(live),
-      onRound: (live) => (this.#stats.round(), this.#pushBrokers(live)),
+      onRound: (live) => {
+        this.#stats.round();
+        if (++this.#roundsSincePush >= BROKERS_REFRESH_ROUNDS) this.#pushBrokers(live);
+      },
       onEvent: (event) => this.emit(event),
     });
     this.#peers.start();
@@ -233,6 +245,7 @@ export class Broker extends EventSource<BrokerEvent> {
 
   /** Sends the agreed broker list to every node (BROKERS). */
   #pushBrokers(live: readonly BrokerInfo[]): void {
+    this.#roundsSincePush = 0;
     if (this.#draining) return;
     for (const s of this.#sessions.values()) {
       if (s.entry.role !== 'broker') s.connection.send({ type: 'BROKERS', brokers: live });

@@ -169,7 +169,7 @@ export class Connection {
     this.#segments = new SegmentReader(maxEnvelopeLength(maxPayload));
     this.#peerMaxPayload = result.remoteHello.maxPayload;
     this.heartbeatSettings = negotiateHeartbeat(options.heartbeat ?? DEFAULT_HEARTBEAT, result.remoteHello.heartbeat);
-    this.#heartbeat = new Heartbeat(this.heartbeatSettings, this.#now());
+    this.#heartbeat = new Heartbeat(this.heartbeatSettings, this.#now(), result.initiator);
     this.#armTimer();
   }
 

@@ -34,6 +34,8 @@ export interface HandshakeResult {
   readonly remoteHello: Hello;
   /** The Noise handshake hash (channel binding). */
   readonly handshakeHash: Uint8Array;
+  /** Whether this side dialled (the Noise initiator). */
+  readonly initiator: boolean;
 }
 
 /** Options common to both sides. */
@@ -102,7 +104,7 @@ export class InitiatorHandshake {
   /** The result, once message 3 is written. */
   result(): HandshakeResult {
     if (this.#step !== 'done' || !this.#remoteHello) throw new MeshError('MESH_ERR_HANDSHAKE', 'handshake not complete');
-    return finish(this.#noise, this.#remoteHello);
+    return finish(this.#noise, this.#remoteHello, true);
   }
 }
 
@@ -159,7 +161,7 @@ export class ResponderHandshake {
     if (this.#step !== 'msg3' || !this.#noise) throw new MeshError('MESH_ERR_HANDSHAKE', 'unexpected handshake message');
     this.#remoteHello = checkHelloVersion(decodeHello(this.#noise.readMessage(message)), this.#remotePreamble!, 'initiator');
     this.#step = 'done';
-    return finish(this.#noise, this.#remoteHello);
+    return finish(this.#noise, this.#remoteHello, false);
   }
 }
 
@@ -172,9 +174,9 @@ function checkHelloVersion(hello: Hello, preamble: Preamble, sender: string): He
   return hello;
 }
 
-function finish(noise: HandshakeState, remoteHello: Hello): HandshakeResult {
+function finish(noise: HandshakeState, remoteHello: Hello, initiator: boolean): HandshakeResult {
   const remoteKey = noise.remoteStaticKey;
   if (!remoteKey) throw new MeshError('MESH_ERR_HANDSHAKE', 'handshake ended without a remote static key');
   const { send, receive } = noise.split();
-  return { send, receive, remoteKey, remoteHello, handshakeHash: noise.getHandshakeHash() };
+  return { send, receive, remoteKey, remoteHello, handshakeHash: noise.getHandshakeHash(), initiator };
 }

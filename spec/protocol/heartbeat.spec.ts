@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Heartbeat, IDLE_DEAD_FACTOR } from '../../lib/protocol/heartbeat.ts';
+import { Heartbeat, IDLE_DEAD_FACTOR, RESPONDER_IDLE_FACTOR } from '../../lib/protocol/heartbeat.ts';
 import { negotiateHeartbeat, DEFAULT_HEARTBEAT } from '../../lib/protocol/hello.ts';
 
 const settings = { idleMs: 5000, activeMs: 200, deadMs: 600 };
@@ -13,6 +13,30 @@ test('idle: pings every idleMs and declares dead after 3 × idleMs of silence', 
   assert.equal(hb.check(5001), 'none', 'one ping per interval');
   assert.equal(hb.check(10_000), 'ping');
   assert.equal(hb.check(IDLE_DEAD_FACTOR * 5000), 'dead');
+});
+
+test('the accepting side waits 1.5 × idleMs before its idle ping: the dialler\'s ping, arriving first, keeps it from ever sending one; dead after 3 × idleMs all the same', () => {
+  assert.equal(RESPONDER_IDLE_FACTOR, 1.5);
+  const dialler = new Heartbeat(settings, 0, true);
+  const acceptor = new Heartbeat(settings, 0, false);
+  assert.equal(acceptor.nextCheck(0), 7500);
+  let acceptorPings = 0;
+  for (let t = 0; t <= 60_000; t += 100) {
+    if (dialler.check(t) === 'ping') {
+      acceptor.received(t + 1); // the PING arrives
+      dialler.received(t + 2); // its PONG comes back
+    }
+    if (acceptor.check(t) === 'ping') acceptorPings++;
+  }
+  assert.equal(acceptorPings, 0);
+  const lonely = new Heartbeat(settings, 0, false);
+  assert.equal(lonely.check(7499), 'none');
+  assert.equal(lonely.check(7500), 'ping');
+  assert.equal(lonely.check(IDLE_DEAD_FACTOR * 5000), 'dead');
+  // Active, both sides ping at the same fast rate.
+  lonely.setActive(true, 20_000);
+  lonely.received(20_000);
+  assert.equal(lonely.check(20_200), 'ping');
 });
 
 test('any received frame resets the silence', () => {
