@@ -23,6 +23,13 @@
  * SIGKILLed, or SIGSTOPped for 5 s, under load at K=16.
  *
  *   npm run bench:compare -- --failover [--failover-rounds 3] [--readme]
+ *
+ * With --scale it measures scale instead (bench/lib/compare-scale.ts): one
+ * server with 1,000 idle nodes (NATS beside meshd), and one meshd broker
+ * with 10,000 requests queued for a slow service.
+ *
+ *   npm run bench:compare -- --scale [--scale-idle 1000] [--scale-queued 10000]
+ *       [--scale-parts idle-nats,idle-meshd,queue] [--readme]
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -30,6 +37,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ChildGroup, PACKAGE_ROOT } from './lib/child.ts';
 import { runFailover } from './lib/compare-failover.ts';
+import { runScale, SCALE_PARTS } from './lib/compare-scale.ts';
+import type { ScalePart } from './lib/compare-scale.ts';
 import { cpuMsOf, machine, preflight, rssOf, startSystem, SYSTEMS } from './lib/compare-systems.ts';
 import type { RunningSystem, SystemName } from './lib/compare-systems.ts';
 import { writeReadmeBlock } from './lib/readme-block.ts';
@@ -158,11 +167,31 @@ async function main(): Promise<void> {
       profile: { type: 'string' },
       failover: { type: 'boolean', default: false },
       'failover-rounds': { type: 'string', default: '1' },
+      scale: { type: 'boolean', default: false },
+      'scale-idle': { type: 'string', default: '1000' },
+      'scale-processes': { type: 'string', default: '4' },
+      'scale-queued': { type: 'string', default: '10000' },
+      'scale-idle-ms': { type: 'string', default: '10000' },
+      'scale-parts': { type: 'string', default: SCALE_PARTS.join(',') },
     },
   });
   const { natsServer, natsVersion } = preflight(progress);
   if (values.failover) {
     await runFailover(natsServer, natsVersion, progress, { rounds: Number(values['failover-rounds']), readme: values.readme });
+    return;
+  }
+  if (values.scale) {
+    const parts = values['scale-parts'].split(',') as ScalePart[];
+    for (const p of parts) if (!SCALE_PARTS.includes(p)) throw new Error(`unknown scale part ${p} (known: ${SCALE_PARTS.join(', ')})`);
+    await runScale(natsServer, natsVersion, progress, {
+      parts,
+      idle: Number(values['scale-idle']),
+      processes: Number(values['scale-processes']),
+      queued: Number(values['scale-queued']),
+      idleMs: Number(values['scale-idle-ms']),
+      readme: values.readme,
+      profileDir: values.profile === undefined ? undefined : path.resolve(values.profile),
+    });
     return;
   }
   const roundCount = Number(values.rounds);

@@ -88,12 +88,14 @@ export function machine(natsVersion: string): string {
   return `${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, Node ${process.version}, ${natsVersion}, nats.js ${pkg.version}`;
 }
 
-/** CPU time (user + system) of a process so far, ms, from /proc (Linux). */
-export function cpuMsOf(pid: number): number {
+/** CPU time of a process so far (user + system by default), ms, from /proc (Linux). */
+export function cpuMsOf(pid: number, which: 'all' | 'user' | 'system' = 'all'): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // Fields 14 and 15 of stat (utime, stime), in clock ticks of 10 ms.
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  const user = Number(fields[11]) * 10;
+  const system = Number(fields[12]) * 10;
+  return which === 'user' ? user : which === 'system' ? system : user + system;
 }
 
 /** Resident set size of a process, bytes, from /proc (Linux). */
@@ -140,7 +142,8 @@ export async function startSystem(name: SystemName, options: SystemOptions, nats
   }
 }
 
-async function startNats(count: number, natsServer: string, servers: FaultProcess[]): Promise<string[]> {
+/** Starts `count` nats-server processes (a cluster when more than one) and resolves with their client URLs once ready (bounded). */
+export async function startNats(count: number, natsServer: string, servers: FaultProcess[]): Promise<string[]> {
   const ports = await freePorts(count * 2);
   const clientPorts = ports.slice(0, count);
   const routePorts = ports.slice(count);
