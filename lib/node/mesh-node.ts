@@ -372,6 +372,8 @@ export class MeshNode extends EventSource<MeshNodeEvent> {
       },
       onDown: (l, error) => {
         this.#requester.onLinkDown(l, error);
+        // Its resends may have queued behind held requests that another link can take now.
+        this.#requester.onWritable();
         this.#runner.onLinkDown(l);
         this.emit({ type: 'broker-down', broker: l.address.url, error });
       },
