@@ -271,12 +271,8 @@ export class Connection {
    */
   setActive(active: boolean): void {
     if (this.#closed || active === this.#heartbeat.active) return;
-    const now = this.#now();
-    this.#heartbeat.setActive(active, now);
-    // Re-arm only when the check is now due earlier than the timer set: a
-    // timer that fires early just checks and re-arms (no timer churn when
-    // every request turns a connection active and idle again).
-    if (this.#timer === undefined || now + this.#heartbeat.nextCheck(now) < this.#timerDue) this.#armTimer();
+    this.#heartbeat.setActive(active, this.#now());
+    this.#armTimer();
   }
 
   /**
