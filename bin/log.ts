@@ -121,6 +121,14 @@ export function logBrokerEvent(logger: Logger, event: BrokerEvent): void {
     case 'handshake-failed':
       logger.log('warn', event.type, `handshake with ${event.remote} failed: ${event.error.code}`, { remote: event.remote, ...errorFields(event.error) });
       return;
+    case 'handshake-flood':
+      logger.log(
+        'warn',
+        event.type,
+        `unwanted connections in the last ${event.windowMs / 1000} s: ${event.failed} more failed handshakes, ${event.evicted} evicted, ${event.refused} closed at accept`,
+        { windowMs: event.windowMs, failed: event.failed, evicted: event.evicted, refused: event.refused, sources: event.sources },
+      );
+      return;
     case 'registry-reloaded':
       logger.log('info', event.type, `registry in force: ${event.entries} entries, ${event.removed} removed`, { entries: event.entries, removed: event.removed });
       return;

@@ -64,6 +64,10 @@ export { BROKER_EVENT_TYPES } from './broker/broker.ts';
 export type { PeerEvent } from './broker/peer-mesh.ts';
 /** Default per-service queue bounds (`queue` option). */
 export { DEFAULT_QUEUE_LIMITS } from './broker/service-table.ts';
+/** Default admission bounds of a broker (`maxHandshakes`, `maxHandshakesPerSource`, `firstMessageTimeout`). */
+export { DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_SOURCE, DEFAULT_FIRST_MESSAGE_TIMEOUT } from './broker/session-acceptor.ts';
+/** What a `handshake-flood` event sums up: unwanted connections over one window. */
+export type { FloodSummary } from './broker/flood-log.ts';
 /** Queue bounds. */
 export type { QueueLimits } from './broker/service-table.ts';
 

@@ -39,6 +39,7 @@ export const MESHD_METRICS = [
   ['meshd_connections', 'gauge', ['role']],
   ['meshd_handshakes_in_progress', 'gauge', []],
   ['meshd_handshake_failures_total', 'counter', ['reason']],
+  ['meshd_handshakes_evicted_total', 'counter', []],
   ['meshd_gossip_rounds_total', 'counter', []],
   ['meshd_brokers', 'gauge', []],
   ['meshd_ready', 'gauge', []],
@@ -70,6 +71,7 @@ export class AdminMetrics {
       meshd_connections: 'Open sessions by registry role.',
       meshd_handshakes_in_progress: 'Handshakes in progress.',
       meshd_handshake_failures_total: 'Connections turned away before they became a session, by error code.',
+      meshd_handshakes_evicted_total: 'Connections in their handshake closed to make room for a newcomer when the handshake bounds were full.',
       meshd_gossip_rounds_total: 'Quorum rounds completed.',
       meshd_brokers: 'Brokers in the agreed live list, this one included.',
       meshd_ready: '1 once the broker completed its first quorum round and while it is not draining, else 0.',
@@ -131,6 +133,7 @@ export class AdminMetrics {
     counter('meshd_handshake_failures_total', ['reason'], (c, { stats }) => {
       for (const [reason, n] of Object.entries(stats.handshakesFailed)) c.inc({ reason }, n ?? 0);
     });
+    counter('meshd_handshakes_evicted_total', [], (c, { stats }) => c.inc(stats.handshakesEvicted));
     counter('meshd_gossip_rounds_total', [], (c, { stats }) => c.inc(stats.gossipRounds));
     gauge('meshd_brokers', [], (g, { stats }) => g.set(stats.brokers));
     gauge('meshd_ready', [], (g, { ready }) => g.set(ready ? 1 : 0));

@@ -47,6 +47,8 @@ export interface StatusDocument {
   readonly connections: Readonly<Record<RoleName, number>>;
   readonly handshakes: number;
   readonly handshakesFailed: Readonly<Record<string, number>>;
+  /** Connections in their handshake closed to make room for a newcomer. */
+  readonly handshakesEvicted: number;
   readonly pending: number;
   readonly services: readonly StatusService[];
   /** Event-loop delay over the last window, ms. */
@@ -81,6 +83,7 @@ export function statusDocument(broker: Broker, lag: LagWindow): StatusDocument {
     connections: stats.connections,
     handshakes: stats.handshakes,
     handshakesFailed: stats.handshakesFailed,
+    handshakesEvicted: stats.handshakesEvicted,
     pending: stats.pending,
     services: stats.services.map((s) => ({ ...s, credits: credit.get(s.name)?.credits ?? 0, queuedBytes: credit.get(s.name)?.queuedBytes ?? 0 })),
     eventLoop: lag,

@@ -71,6 +71,7 @@ export function statusLines(doc: StatusDocument): string[] {
     ['LIVE BROKERS', String(doc.brokers.length)],
     ['PENDING', String(doc.pending)],
     ['HANDSHAKES FAILED', counts(doc.handshakesFailed)],
+    ['HANDSHAKES EVICTED', String(doc.handshakesEvicted)],
     ['EVENT LOOP LAG', `p50 ${formatMs(doc.eventLoop.p50Ms)}, p99 ${formatMs(doc.eventLoop.p99Ms)}, max ${formatMs(doc.eventLoop.maxMs)}`],
   ]);
   lines.push('');

@@ -7,7 +7,7 @@
 
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { BROKER_EVENT_TYPES, Broker, DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_PAYLOAD, DEFAULT_QUEUE_LIMITS, MeshError } from '../../lib/index.ts';
+import { BROKER_EVENT_TYPES, Broker, DEFAULT_DRAIN_TIMEOUT, DEFAULT_FIRST_MESSAGE_TIMEOUT, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_SOURCE, DEFAULT_MAX_PAYLOAD, DEFAULT_QUEUE_LIMITS, MeshError } from '../../lib/index.ts';
 import type { SuiteName } from '../../lib/index.ts';
 import { contextOf, docsEpilogue, println } from '../context.ts';
 import type { MeshdCommand } from '../context.ts';
@@ -28,6 +28,9 @@ export interface BrokerArgs extends LogArgs {
   readonly 'queue-max': number;
   readonly 'drain-timeout': number;
   readonly 'gossip-interval': number;
+  readonly 'max-handshakes': number;
+  readonly 'max-handshakes-per-source': number;
+  readonly 'first-message-timeout': number;
   readonly advertise?: string | undefined;
   readonly config?: string | undefined;
 }
@@ -37,7 +40,7 @@ const MAX_MAX_PAYLOAD = 64 * 1024 * 1024;
 
 /** The options a `--config` file may set, by type. */
 const CONFIG_STRINGS = ['listen', 'key', 'registry', 'admin', 'name', 'suite', 'advertise', 'log-level', 'log-format'] as const;
-const CONFIG_NUMBERS = ['max-payload', 'queue-max', 'drain-timeout', 'gossip-interval'] as const;
+const CONFIG_NUMBERS = ['max-payload', 'queue-max', 'drain-timeout', 'gossip-interval', 'max-handshakes', 'max-handshakes-per-source', 'first-message-timeout'] as const;
 const CONFIG_LISTS = ['peer'] as const;
 const CONFIG_KEYS: readonly string[] = [...CONFIG_STRINGS, ...CONFIG_NUMBERS, ...CONFIG_LISTS];
 
@@ -162,6 +165,24 @@ export const broker: MeshdCommand<BrokerArgs> = {
         default: 1000,
         describe: 'Quorum round interval between brokers, ms. Env: MESHD_GOSSIP_INTERVAL',
       })
+      .option('max-handshakes', {
+        type: 'number',
+        requiresArg: true,
+        default: DEFAULT_MAX_HANDSHAKES,
+        describe: 'Most connections in their handshake at once; when full, a newcomer takes the place of the one that has made the least progress. Env: MESHD_MAX_HANDSHAKES',
+      })
+      .option('max-handshakes-per-source', {
+        type: 'number',
+        requiresArg: true,
+        default: DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
+        describe: 'Most connections in their handshake from one source address. Env: MESHD_MAX_HANDSHAKES_PER_SOURCE',
+      })
+      .option('first-message-timeout', {
+        type: 'number',
+        requiresArg: true,
+        default: DEFAULT_FIRST_MESSAGE_TIMEOUT,
+        describe: 'Time a new connection has to send its first handshake message, ms; a silent connection is closed. Env: MESHD_FIRST_MESSAGE_TIMEOUT',
+      })
       .option('advertise', {
         type: 'string',
         requiresArg: true,
@@ -187,7 +208,10 @@ export const broker: MeshdCommand<BrokerArgs> = {
           integerProblem('max-payload', argv['max-payload'], 1, MAX_MAX_PAYLOAD) ??
           integerProblem('queue-max', argv['queue-max'], 1) ??
           integerProblem('drain-timeout', argv['drain-timeout'], 0) ??
-          integerProblem('gossip-interval', argv['gossip-interval'], 50, 60_000);
+          integerProblem('gossip-interval', argv['gossip-interval'], 50, 60_000) ??
+          integerProblem('max-handshakes', argv['max-handshakes'], 1) ??
+          integerProblem('max-handshakes-per-source', argv['max-handshakes-per-source'], 1) ??
+          integerProblem('first-message-timeout', argv['first-message-timeout'], 10, 60_000);
         if (problem) return problem;
         if (argv.admin !== undefined) {
           const admin = parseAdminAddress(String(argv.admin));
@@ -232,6 +256,9 @@ export const broker: MeshdCommand<BrokerArgs> = {
         peers,
         gossipInterval: argv['gossip-interval'],
         advertise: argv.advertise,
+        maxHandshakes: argv['max-handshakes'],
+        maxHandshakesPerSource: argv['max-handshakes-per-source'],
+        firstMessageTimeout: argv['first-message-timeout'],
       });
       // Every event becomes a log line; those of the start itself come right after it resolves.
       for (const type of BROKER_EVENT_TYPES) running.on(type, (event) => logBrokerEvent(logger, event));

@@ -3,6 +3,7 @@
  * event, with a kebab-case `type` (the `meshd broker` log event names).
  */
 import type { MeshError } from '../errors.ts';
+import type { FloodSummary } from './flood-log.ts';
 import type { PeerEvent } from './peer-mesh.ts';
 
 /** Something worth logging. */
@@ -10,6 +11,7 @@ export type BrokerEvent =
   | { type: 'connected'; key: string; name: string; role: string; remote: string }
   | { type: 'disconnected'; key: string; name: string; error?: MeshError | undefined }
   | { type: 'handshake-failed'; remote: string; error: MeshError }
+  | ({ type: 'handshake-flood' } & FloodSummary)
   | { type: 'registry-reloaded'; entries: number; removed: number }
   | { type: 'registry-error'; error: MeshError }
   | { type: 'forbidden'; key: string; name: string; what: string }
@@ -26,6 +28,7 @@ export const BROKER_EVENT_TYPES = [
   'connected',
   'disconnected',
   'handshake-failed',
+  'handshake-flood',
   'registry-reloaded',
   'registry-error',
   'forbidden',

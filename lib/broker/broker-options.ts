@@ -21,8 +21,17 @@ export interface BrokerOptions extends Omit<ChannelOptions, 'suite'> {
   readonly port?: number | undefined;
   /** Name in HELLO and logs (default "broker"). */
   readonly name?: string | undefined;
-  /** Most handshakes in progress at once (default 256); more are dropped at accept. */
+  /**
+   * Most handshakes in progress at once (default 256). At the bound a new
+   * connection takes the place of the one with the least progress (the
+   * oldest that has sent nothing first); it is closed at once when all have
+   * made progress (docs/limits.md#admission).
+   */
   readonly maxHandshakes?: number | undefined;
+  /** Most handshakes in progress from one source address (default 64); at it, that source's least-progress connection makes room. */
+  readonly maxHandshakesPerSource?: number | undefined;
+  /** Time a new connection has to send its preamble and handshake message 1, ms (default 500); a silent one is closed. */
+  readonly firstMessageTimeout?: number | undefined;
   /**
    * Most established connections (default 10 000): while this many are up,
    * new connections are dropped at accept (handshakes already in progress

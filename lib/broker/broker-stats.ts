@@ -89,6 +89,8 @@ export interface CountersSnapshot {
   readonly gossipRounds: number;
   /** Connections refused before they became a session, by error code. */
   readonly handshakesFailed: Readonly<Partial<Record<ErrorCode, number>>>;
+  /** Connections in their handshake closed to make room for a newcomer. */
+  readonly handshakesEvicted: number;
   /** Per service, in the order first seen. */
   readonly services: readonly ServiceCounts[];
 }
@@ -145,6 +147,7 @@ export class BrokerCounters {
   readonly #handshakesFailed = new Float64Array(CODES.length);
   #other: ServiceCounters | undefined;
   #rounds = 0;
+  #evicted = 0;
 
   constructor(options: BrokerCountersOptions) {
     this.#now = options.now;
@@ -204,6 +207,11 @@ export class BrokerCounters {
     this.#handshakesFailed[CODE_INDEX.get(code)!]!++;
   }
 
+  /** A connection in its handshake was closed to make room for a newcomer. */
+  handshakeEvicted(): void {
+    this.#evicted++;
+  }
+
   /** A quorum round completed. */
   round(): void {
     this.#rounds++;
@@ -221,6 +229,7 @@ export class BrokerCounters {
       uptimeMs: this.#now() - this.#startedAt,
       gossipRounds: this.#rounds,
       handshakesFailed,
+      handshakesEvicted: this.#evicted,
       services: services.map((s) => s.snapshot()),
     };
   }
@@ -286,6 +295,12 @@ export interface BrokerStats {
    * (MESH_ERR_LIMIT over a bound, MESH_ERR_DRAINING while draining).
    */
   readonly handshakesFailed: Readonly<Partial<Record<ErrorCode, number>>>;
+  /**
+   * Connections in their handshake closed to make room for a newcomer
+   * (the one with the least progress, when the handshake bounds were full):
+   * a sign of a flood of connections that say nothing.
+   */
+  readonly handshakesEvicted: number;
   /** Requests accepted and not answered yet (queued, being routed or in flight). */
   readonly pending: number;
   /**
@@ -330,6 +345,7 @@ export function assembleStats(counters: CountersSnapshot, from: StatsSources): B
     connections,
     handshakes: from.handshakes,
     handshakesFailed: counters.handshakesFailed,
+    handshakesEvicted: counters.handshakesEvicted,
     pending: from.pendingCount,
     services,
   };

@@ -39,6 +39,8 @@ import { DEFAULT_QUEUE_LIMITS, ServiceTable } from './service-table.ts';
 import type { QueueLimits } from './service-table.ts';
 import type { Session } from './session.ts';
 import { SessionAcceptor } from './session-acceptor.ts';
+import { FloodLog } from './flood-log.ts';
+import type { FloodKind } from './flood-log.ts';
 import { SessionDirectory } from './session-directory.ts';
 import { StallWatchdog } from './stall-watchdog.ts';
 
@@ -80,6 +82,8 @@ export class Broker extends EventSource<BrokerEvent> {
   #closing: Promise<void> | undefined;
   #peers: PeerMesh | undefined;
   readonly #acceptor: SessionAcceptor;
+  readonly #floodLog = new FloodLog();
+  #floodTimer: NodeJS.Timeout | undefined;
 
   private constructor(options: BrokerOptions, keyPair: KeyPair, registry: Registry) {
     super();
@@ -150,6 +154,8 @@ export class Broker extends EventSource<BrokerEvent> {
         now,
       },
       maxHandshakes: options.maxHandshakes,
+      maxHandshakesPerSource: options.maxHandshakesPerSource,
+      firstMessageTimeout: options.firstMessageTimeout,
       maxConnections: options.maxConnections,
       sessions: this.#sessions,
       registry: registryInForce,
@@ -159,9 +165,16 @@ export class Broker extends EventSource<BrokerEvent> {
       onClose: (session, error) => this.#onClose(session, error),
       onHandshakeFailed: (remote, error) => {
         stats.handshakeFailed(error.code);
-        this.emit({ type: 'handshake-failed', remote, error });
+        if (this.#noteFlood('failed', remote, error.code)) this.emit({ type: 'handshake-failed', remote, error });
       },
-      onRefused: (code) => stats.handshakeFailed(code),
+      onRefused: (code, remote) => {
+        stats.handshakeFailed(code);
+        if (code === 'MESH_ERR_LIMIT') this.#noteFlood('refused', remote, code);
+      },
+      onEvicted: (remote) => {
+        stats.handshakeEvicted();
+        this.#noteFlood('evicted', remote, 'MESH_ERR_LIMIT');
+      },
     });
   }
 
@@ -384,6 +397,25 @@ export class Broker extends EventSource<BrokerEvent> {
     this.emit({ type: 'disconnected', key: session.key, name: session.name, error });
   }
 
+  /**
+   * Counts an unwanted connection for the flood summary; true when a
+   * failure is to be logged on its own (the first per source and code in
+   * a window, a few in all).
+   */
+  #noteFlood(kind: FloodKind, remote: string, code: string): boolean {
+    const report = this.#floodLog.note(kind, sourceOf(remote), code, this.#now());
+    const due = this.#floodLog.due;
+    if (this.#floodTimer === undefined && due !== undefined) {
+      this.#floodTimer = setTimeout(() => {
+        this.#floodTimer = undefined;
+        const summary = this.#floodLog.flush();
+        if (summary) this.emit({ type: 'handshake-flood', ...summary });
+      }, Math.max(1, due - this.#now()));
+      this.#floodTimer.unref();
+    }
+    return report;
+  }
+
   // ------------------------------------------------------------ drain
 
   async #drainAndClose(): Promise<void> {
@@ -392,6 +424,7 @@ export class Broker extends EventSource<BrokerEvent> {
     this.#peers?.leave();
     // Stop accepting now; the server's close completes once every connection is gone.
     const listenerClosed = this.#listener?.close();
+    this.#acceptor.close();
     this.#watcher?.close();
     for (const s of this.#sessions.values()) {
       if (s.entry.role !== 'broker') s.connection.send({ type: 'DRAIN' });
@@ -411,6 +444,15 @@ export class Broker extends EventSource<BrokerEvent> {
     });
     await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, 2000).unref())]);
     await Promise.race([listenerClosed, new Promise((r) => setTimeout(r, 1000).unref())]);
+    clearTimeout(this.#floodTimer);
+    const summary = this.#floodLog.flush();
+    if (summary) this.emit({ type: 'handshake-flood', ...summary });
     this.emit({ type: 'closed' });
   }
+}
+
+/** The address part of `host:port` (IPv6 hosts keep their colons). */
+function sourceOf(remote: string): string {
+  const i = remote.lastIndexOf(':');
+  return i < 0 ? remote : remote.slice(0, i);
 }

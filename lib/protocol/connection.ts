@@ -115,6 +115,8 @@ export interface AcceptOptions extends ConnectionOptions {
    * and close.
    */
   readonly authorize?: ((remoteKey: Uint8Array, hello: Hello) => MeshError | undefined) | undefined;
+  /** Handshake message 1 was read and message 2 sent (the broker's admission counts this as progress). */
+  readonly onMessage1?: (() => void) | undefined;
 }
 
 const now = (): number => performance.now();
@@ -216,6 +218,7 @@ export class Connection {
         if (step === 1) {
           step = 3;
           io.framed.writeFrame(handshake.readMessage1(frame));
+          options.onMessage1?.();
           return;
         }
         const result = handshake.readMessage3(frame);

@@ -27,7 +27,7 @@ function counters(maxServices?: number) {
 test('a fresh counter set is all zero, with the uptime on its clock', () => {
   const { c, advance } = counters();
   advance(1500);
-  assert.deepEqual(c.snapshot(), { uptimeMs: 1500, gossipRounds: 0, handshakesFailed: {}, services: [] });
+  assert.deepEqual(c.snapshot(), { uptimeMs: 1500, gossipRounds: 0, handshakesFailed: {}, handshakesEvicted: 0, services: [] });
   const empty = BrokerCounters.empty('echo');
   assert.deepEqual(empty.requests, {});
   assert.deepEqual(empty.latency.counts, new Array(LATENCY_BUCKETS_MS.length + 1).fill(0));

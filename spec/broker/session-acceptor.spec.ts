@@ -1,7 +1,9 @@
 // SessionAcceptor, on a real loopback listener: a registered key gets a
 // session and its first messages in order, an unknown key fails the
-// handshake, and the bounds (handshakes in progress, draining) close a
-// newcomer at once without touching the connections already admitted.
+// handshake; admission (docs/limits.md#admission): a full table evicts the
+// oldest silent connection, per source too, a silent connection is closed
+// after firstMessageTimeout, and draining closes newcomers without touching
+// the connections already admitted.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -121,19 +123,119 @@ test('a key the registry does not list fails the handshake with MESH_ERR_UNAUTHO
   }
 });
 
-test('past maxHandshakes a newcomer is closed at once; the slot frees when the silent socket goes', async () => {
-  const r = await rig({ maxHandshakes: 1 });
+/** A raw TCP socket from `localAddress` that sends nothing; resolves with it once connected. */
+function silentFrom(port: number, localAddress: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port, localAddress }, () => resolve(socket));
+    socket.on('error', reject);
+  });
+}
+
+/** Lets the event loop go round a few times (the acceptor counts turns with setImmediate). */
+const turns = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
+
+test('at maxHandshakes a newcomer evicts the oldest silent connection, and a node that dials in still gets its session', async () => {
+  const evicted: string[] = [];
+  const r = await rig({ maxHandshakes: 2, firstMessageTimeout: 10_000, onEvicted: (remote) => void evicted.push(remote) });
+  const sockets: net.Socket[] = [];
+  try {
+    sockets.push(await silentSocket(r.listener.port), await silentSocket(r.listener.port));
+    await until(() => r.acceptor.handshakes === 2, 3000, 'two silent sockets in the table');
+    await turns();
+    const firstClosed = closedSoon(sockets[0]!, 2000);
+    sockets.push(await silentSocket(r.listener.port));
+    assert.equal(await firstClosed, true, 'the oldest silent socket is evicted');
+    assert.equal(r.acceptor.handshakes, 2);
+    assert.equal(evicted.length, 1);
+    assert.deepEqual(r.failed, [], 'an eviction is not reported as a failed handshake');
+    await turns();
+    // A real node: its message 1 comes at once, so it is not the next one out.
+    const connection = await dial(r);
+    await until(() => r.opened.length === 1, 3000, 'the session');
+    assert.equal(evicted.length, 2, 'the node took the place of the next oldest silent socket');
+    assert.equal(sockets[2]!.destroyed, false, 'the newest silent socket is still open');
+    connection.close();
+  } finally {
+    for (const s of sockets) s.destroy();
+    await r.listener.close();
+  }
+});
+
+test('a newcomer accepted in the same turn as the table filled up is closed instead: nothing new is evicted', async () => {
+  const r = await rig({ maxHandshakes: 1, firstMessageTimeout: 10_000 });
+  const sockets: net.Socket[] = [];
+  try {
+    // Both connects complete before the broker accepts either: they are accepted in one turn.
+    const both = await Promise.all([silentSocket(r.listener.port), silentSocket(r.listener.port)]);
+    sockets.push(...both);
+    const closed = await Promise.all(both.map((s) => closedSoon(s, 1000)));
+    assert.deepEqual(closed.filter(Boolean).length, 1, 'one of the two is closed at once');
+    assert.equal(r.acceptor.handshakes, 1);
+  } finally {
+    for (const s of sockets) s.destroy();
+    await r.listener.close();
+  }
+});
+
+test('a connection that sends nothing within firstMessageTimeout is closed with MESH_ERR_HANDSHAKE_TIMEOUT', async () => {
+  const r = await rig({ firstMessageTimeout: 100 });
   const silent = await silentSocket(r.listener.port);
   try {
-    await until(() => r.acceptor.handshakes === 1, 3000, 'the silent socket to take the slot');
-    const second = await silentSocket(r.listener.port);
-    assert.equal(await closedSoon(second, 2000), true, 'the newcomer is closed');
-    assert.equal(r.acceptor.handshakes, 1);
-    silent.destroy();
-    await until(() => r.acceptor.handshakes === 0, 3000, 'the slot to free');
+    const started = performance.now();
+    assert.equal(await closedSoon(silent, 3000), true, 'the silent socket is closed');
+    const ms = performance.now() - started;
+    assert.ok(ms >= 90, `closed after ${Math.round(ms)} ms, not before its 100 ms`);
+    await until(() => r.failed.length === 1, 3000, 'the failure to be reported');
+    assert.equal(r.failed[0]!.code, 'MESH_ERR_HANDSHAKE_TIMEOUT');
+    assert.equal(r.acceptor.handshakes, 0);
+    // A real node is well within it.
     const connection = await dial(r);
     await until(() => r.opened.length === 1, 3000, 'the session');
     connection.close();
+  } finally {
+    silent.destroy();
+    await r.listener.close();
+  }
+});
+
+test('at maxHandshakesPerSource a source evicts only its own oldest silent connection', async () => {
+  const evicted: string[] = [];
+  const r = await rig({ maxHandshakes: 10, maxHandshakesPerSource: 2, firstMessageTimeout: 10_000, onEvicted: (remote) => void evicted.push(remote) });
+  const sockets: net.Socket[] = [];
+  try {
+    const other = await silentFrom(r.listener.port, '127.0.0.3');
+    sockets.push(other);
+    await until(() => r.acceptor.handshakes === 1, 3000, 'the other source in the table');
+    await turns();
+    const a = await silentFrom(r.listener.port, '127.0.0.2');
+    const b = await silentFrom(r.listener.port, '127.0.0.2');
+    sockets.push(a, b);
+    await until(() => r.acceptor.handshakes === 3, 3000, 'two from 127.0.0.2');
+    await turns();
+    const aClosed = closedSoon(a, 2000);
+    sockets.push(await silentFrom(r.listener.port, '127.0.0.2'));
+    assert.equal(await aClosed, true, "127.0.0.2's oldest is evicted");
+    assert.equal(other.destroyed, false, 'the older connection from 127.0.0.3 stays');
+    assert.equal(evicted.length, 1);
+    assert.match(evicted[0]!, /^127\.0\.0\.2:/);
+    assert.equal(r.acceptor.handshakes, 3);
+  } finally {
+    for (const s of sockets) s.destroy();
+    await r.listener.close();
+  }
+});
+
+test('close() ends every handshake in progress and admits no one after', async () => {
+  const r = await rig({ firstMessageTimeout: 10_000 });
+  const silent = await silentSocket(r.listener.port);
+  try {
+    await until(() => r.acceptor.handshakes === 1, 3000, 'the silent socket in the table');
+    r.acceptor.close();
+    r.acceptor.close();
+    assert.equal(await closedSoon(silent, 2000), true, 'the silent socket is closed');
+    assert.equal(r.acceptor.handshakes, 0);
+    const late = await silentSocket(r.listener.port);
+    assert.equal(await closedSoon(late, 2000), true, 'a later connection is closed at once');
   } finally {
     silent.destroy();
     await r.listener.close();

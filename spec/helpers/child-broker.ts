@@ -68,7 +68,9 @@ process.on('SIGTERM', () => void shutdown(0));
 const input = createInterface({ input: process.stdin });
 input.on('line', (text) => {
   const m = /^status (\d+)$/.exec(text.trim());
-  if (m) line(`status ${m[1]} ${JSON.stringify({ ...broker.status(), rss: process.memoryUsage().rss })}`);
+  if (!m) return;
+  const { handshakesFailed, handshakesEvicted } = broker.stats();
+  line(`status ${m[1]} ${JSON.stringify({ ...broker.status(), rss: process.memoryUsage().rss, handshakesFailed, handshakesEvicted })}`);
 });
 input.on('close', () => void shutdown(0));
 

@@ -10,7 +10,7 @@ const helpersDir = fileURLToPath(new URL('.', import.meta.url));
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
 /** The child scripts of spec/helpers/. */
-export type ChildScript = 'child-worker.ts' | 'child-broker.ts';
+export type ChildScript = 'child-worker.ts' | 'child-broker.ts' | 'child-flood.ts';
 
 /** How a child ended. */
 export interface ChildExit {
@@ -138,6 +138,9 @@ export interface ChildBrokerStatus {
   readonly handshakes: number;
   readonly pending: number;
   readonly rss: number;
+  /** Broker.stats(): connections turned away by code, and evicted. */
+  readonly handshakesFailed: Readonly<Record<string, number>>;
+  readonly handshakesEvicted: number;
   readonly services: ReadonlyArray<{ name: string; workers: number; credits: number; queued: number; queuedBytes: number }>;
 }
 
@@ -221,6 +224,8 @@ export interface ChildBrokerConfig {
     readonly stallTimeout?: number;
     readonly handshakeTimeout?: number;
     readonly maxHandshakes?: number;
+    readonly maxHandshakesPerSource?: number;
+    readonly firstMessageTimeout?: number;
     readonly maxPayload?: number;
   };
 }
