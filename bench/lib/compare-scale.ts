@@ -27,8 +27,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { encodeKey, getSuite, writeKeyFileSync } from '../../lib/internal.ts';
-import { BrokerHandle, freePorts, urlOf } from '../../spec/faults/harness.ts';
+import type { BrokerHandle } from '../../spec/faults/harness.ts';
+import { startMeshdBrokers } from './meshd-mesh.ts';
 import type { FaultProcess } from '../../spec/faults/processes.ts';
 import { ChildGroup, PACKAGE_ROOT } from './child.ts';
 import type { BenchChild } from './child.ts';
@@ -148,28 +148,18 @@ interface Broker {
  * admin endpoint and `extraArgs`.
  */
 async function startBroker(dir: string, parties: ReadonlyArray<{ name: string; dir: string; entry: string }>, extraArgs: string[], profileDir: string | undefined): Promise<{ broker: Broker; keyFiles: Map<string, string> }> {
-  const suite = getSuite('node');
-  const brokerKeys = suite.generateKeyPair();
-  const brokerFile = path.join(dir, 'broker.key');
-  writeKeyFileSync(brokerFile, brokerKeys, { suite });
-  const lines = [`- key: ${encodeKey(brokerKeys.publicKey)}\n  name: broker-1\n  role: broker\n`];
-  const keyFiles = new Map<string, string>();
-  for (const p of parties) {
-    const keyPair = suite.generateKeyPair();
-    mkdirSync(p.dir, { recursive: true });
-    const file = path.join(p.dir, `${p.name}.key`);
-    writeKeyFileSync(file, keyPair, { suite });
-    keyFiles.set(p.name, file);
-    lines.push(`- key: ${encodeKey(keyPair.publicKey)}\n  name: ${p.name}\n${p.entry}`);
-  }
-  const registry = path.join(dir, 'registry.yaml');
-  writeFileSync(registry, lines.join(''));
-  const [port, adminPort] = await freePorts(2);
-  const handle = new BrokerHandle(0, { name: 'broker-1', key: encodeKey(brokerKeys.publicKey), keyPair: brokerKeys }, port!, brokerFile);
-  handle.setArgs(['--listen', `127.0.0.1:${port!}`, '--key', brokerFile, '--registry', registry, '--name', 'broker-1', '--admin', `127.0.0.1:${adminPort!}`, '--log-format', 'json', '--log-level', 'warn', ...extraArgs]);
-  if (profileDir !== undefined) handle.setNodeFlags(['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
-  const proc = await handle.start(READY_MS);
-  return { broker: { handle, proc, url: urlOf(handle.key, port!), adminPort: adminPort! }, keyFiles };
+  const mesh = await startMeshdBrokers({
+    dir,
+    brokers: 1,
+    parties,
+    admin: true,
+    extraArgs: () => extraArgs,
+    nodeFlags: () => (profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]),
+    readyMs: READY_MS,
+  });
+  const handle = mesh.handles[0]!;
+  const keyFiles = new Map([...mesh.parties].map(([name, p]) => [name, p.file]));
+  return { broker: { handle, proc: handle.proc!, url: mesh.urls[0]!, adminPort: mesh.adminPorts[0]! }, keyFiles };
 }
 
 async function stopServer(proc: FaultProcess): Promise<void> {

@@ -6,15 +6,14 @@
  * a child watched by pid; `close()` stops them all, SIGKILL if needed.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { encodeKey, getSuite, writeKeyFileSync } from '../../lib/internal.ts';
 import { FaultProcess } from '../../spec/faults/processes.ts';
-import { BrokerHandle, freePorts, urlOf } from '../../spec/faults/harness.ts';
+import { freePorts } from '../../spec/faults/harness.ts';
+import { startMeshdBrokers } from './meshd-mesh.ts';
 import { PACKAGE_ROOT } from './child.ts';
 import type { BenchChild, ChildGroup } from './child.ts';
-import type { KeyPair } from '../../lib/internal.ts';
 
 /** The systems of a round. */
 export const SYSTEMS = ['nats', 'meshd-1', 'meshd-3'] as const;
@@ -164,35 +163,15 @@ export async function startNats(count: number, natsServer: string, servers: Faul
 }
 
 async function startMeshd(count: number, options: SystemOptions, servers: FaultProcess[]): Promise<{ urls: string[]; workerKeys: string[]; clientKey: string }> {
-  const suite = getSuite('node');
   const dir = mkdtempSync(path.join(options.dir, `meshd-${count}-`));
-  const party = (name: string): { name: string; file: string; key: string; keyPair: KeyPair } => {
-    const keyPair = suite.generateKeyPair();
-    const file = path.join(dir, `${name}.key`);
-    writeKeyFileSync(file, keyPair, { suite });
-    return { name, file, key: encodeKey(keyPair.publicKey), keyPair };
-  };
-  const brokers = Array.from({ length: count }, (_, i) => party(`broker-${i + 1}`));
-  const workers = Array.from({ length: options.workers }, (_, i) => party(`worker-${i + 1}`));
-  const client = party('client');
-  const registry = path.join(dir, 'registry.yaml');
-  writeFileSync(
-    registry,
-    [
-      ...brokers.map((b) => `- key: ${b.key}\n  name: ${b.name}\n  role: broker\n`),
-      ...workers.map((w) => `- key: ${w.key}\n  name: ${w.name}\n  role: worker\n  serve: [echo]\n`),
-      `- key: ${client.key}\n  name: client\n  role: client\n  call: [echo]\n`,
-    ].join(''),
-  );
-  const ports = await freePorts(count);
-  const handles = brokers.map((b, i) => new BrokerHandle(i, b, ports[i]!, b.file));
-  for (const h of handles) {
-    const args = ['--listen', `127.0.0.1:${h.port}`, '--key', h.keyFile, '--registry', registry, '--name', h.name, '--log-format', 'json', '--log-level', 'warn'];
-    for (const other of handles) if (other !== h) args.push('--peer', other.url);
-    h.setArgs(args);
-  }
-  for (const h of handles) h.setNodeFlags(profileFlags(options.profileDir, h.name));
-  await Promise.all(handles.map((h) => h.start(READY_MS)));
-  for (const h of handles) servers.push(h.proc!);
-  return { urls: handles.map((h) => urlOf(h.key, h.port)), workerKeys: workers.map((w) => w.file), clientKey: client.file };
+  const workers = Array.from({ length: options.workers }, (_, i) => `worker-${i + 1}`);
+  const mesh = await startMeshdBrokers({
+    dir,
+    brokers: count,
+    parties: [...workers.map((name) => ({ name, entry: '  role: worker\n  serve: [echo]\n' })), { name: 'client', entry: '  role: client\n  call: [echo]\n' }],
+    nodeFlags: (i) => profileFlags(options.profileDir, `broker-${i + 1}`),
+    readyMs: READY_MS,
+  });
+  for (const h of mesh.handles) servers.push(h.proc!);
+  return { urls: mesh.urls, workerKeys: workers.map((w) => mesh.parties.get(w)!.file), clientKey: mesh.parties.get('client')!.file };
 }
