@@ -17,6 +17,8 @@ import { readdirSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { reportOptions, stallReport } from './stall-report.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const specDir = join(root, 'spec');
@@ -53,12 +55,32 @@ const others = files.filter((f) => !f.startsWith(faultsDir));
 const TEST_TIMEOUT_MS = 180_000;
 /** No run may take longer than this, ms (each normally takes under 2 minutes): a hung file (e.g. stuck before its first test) is killed with its run. */
 const RUN_TIMEOUT_MS = 15 * 60_000;
+/**
+ * A run that prints nothing for this long has a hung file (every test ends
+ * within TEST_TIMEOUT_MS, and each ending is a line): its processes are
+ * described, each test process writes a diagnostic report (stall-report.js),
+ * and the run is killed. SPEC_QUIET_MS overrides it (to try the diagnosis).
+ */
+const QUIET_MS = Number(process.env.SPEC_QUIET_MS) || 6 * 60_000;
+/** Where the test processes write their diagnostic reports when asked. */
+const REPORT_DIR = join(tmpdir(), `meshd-spec-reports-${process.pid}`);
 
 /** Runs `node --import tsx --test ...extra files` in its own process group; resolves with its exit code (1 when killed or timed out). */
 function run(label, extra, list) {
   return new Promise((resolve) => {
     const args = ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-timeout=${TEST_TIMEOUT_MS}`, ...extra, ...list];
-    const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', detached: true });
+    const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${reportOptions(REPORT_DIR)}`.trim() };
+    const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['inherit', 'pipe', 'pipe'], detached: true });
+    // The output passes through here, so a run that goes quiet is seen.
+    let lastOutput = Date.now();
+    child.stdout.on('data', (chunk) => {
+      lastOutput = Date.now();
+      process.stdout.write(chunk);
+    });
+    child.stderr.on('data', (chunk) => {
+      lastOutput = Date.now();
+      process.stderr.write(chunk);
+    });
     const killGroup = () => {
       try {
         process.kill(-child.pid, 'SIGKILL');
@@ -77,8 +99,26 @@ function run(label, extra, list) {
       console.error(`run-specs: the ${label} run is still going after ${RUN_TIMEOUT_MS / 60_000} minutes: a test file hangs; killing the run`);
       killGroup();
     }, RUN_TIMEOUT_MS);
+    let diagnosing = false;
+    const quiet = setInterval(() => {
+      const quietFor = Date.now() - lastOutput;
+      if (quietFor < QUIET_MS || diagnosing) return;
+      diagnosing = true;
+      stallReport(child.pid, quietFor, REPORT_DIR).then(
+        (lines) => {
+          console.error(lines.join('\n'));
+          console.error(`run-specs: the ${label} run hangs; killing it`);
+          killGroup();
+        },
+        (error) => {
+          console.error(`run-specs: could not describe the hung run: ${error.stack ?? error}`);
+          killGroup();
+        },
+      );
+    }, 5000);
     const done = (code) => {
       clearTimeout(watchdog);
+      clearInterval(quiet);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       resolve(code);
