@@ -56,7 +56,9 @@ type LinkState = 'connecting' | 'up' | 'backoff' | 'closed';
 
 /** A link to one broker: what the requester and the service runner use of it is in link.ts. */
 export class BrokerLink implements ClientLink, WorkerLink {
-  readonly address: BrokerAddress;
+  /** Every address given for this broker (seeds may name one broker at several), the current one first tried. */
+  readonly #addresses: BrokerAddress[];
+  #current = 0;
   /** The broker's key, base64url. */
   readonly key: string;
   /** Configured by the user (never dropped). */
@@ -74,12 +76,26 @@ export class BrokerLink implements ClientLink, WorkerLink {
   readonly #events: LinkEvents;
 
   constructor(address: BrokerAddress, seed: boolean, settings: LinkSettings, events: LinkEvents) {
-    this.address = address;
+    this.#addresses = [address];
     this.key = encodeKey(address.publicKey);
     this.seed = seed;
     this.#settings = settings;
     this.#events = events;
     this.#connect();
+  }
+
+  /** The address in use (or tried next). */
+  get address(): BrokerAddress {
+    return this.#addresses[this.#current]!;
+  }
+
+  /**
+   * Another address of the same broker (same key): a failed attempt moves
+   * on to the next address, in the order given.
+   */
+  addAddress(address: BrokerAddress): void {
+    if (encodeKey(address.publicKey) !== this.key || this.#addresses.some((a) => a.url === address.url)) return;
+    this.#addresses.push(address);
   }
 
   /** Current state. */
@@ -216,6 +232,7 @@ export class BrokerLink implements ClientLink, WorkerLink {
         if (this.#attempt === attempt) this.#attempt = undefined;
         if (this.#state === 'closed') return; // closed by us: nothing to report
         this.#lastError = error;
+        this.#current = (this.#current + 1) % this.#addresses.length;
         this.#scheduleReconnect();
         this.#events.onAttemptFailed(this, error);
       },
@@ -224,13 +241,24 @@ export class BrokerLink implements ClientLink, WorkerLink {
 
   #scheduleReconnect(): void {
     this.#state = 'backoff';
-    // A broker that refused this node (unknown key, other protocol version) is asked again slowly: its
-    // registry may be fixed, but twice a second would be a handshake and a log line each time.
-    const refused = this.#lastError !== undefined && ErrorCodes[this.#lastError.code].refusal;
+    // A broker that refused this node (unknown key, other protocol version,
+    // not the key in the address) is asked again slowly: its registry or the
+    // address may be fixed, but twice a second would be a handshake and a log line each time.
+    const refused = refusedOutright(this.#lastError);
     const delay = backoffDelay(this.#failures++, this.#settings.random, undefined, refused ? REFUSED_RECONNECT_MAX_MS : undefined);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       if (this.#state === 'backoff') this.#connect();
     }, delay);
   }
+}
+
+/**
+ * True when a failed connection attempt is a verdict that trying again soon
+ * will not change: a refusal (an unknown key, another protocol version) or
+ * an error that is not retryable, such as a broker that did not accept the
+ * handshake because the key in its address is not its own.
+ */
+export function refusedOutright(error: MeshError | undefined): boolean {
+  return error !== undefined && (ErrorCodes[error.code].refusal || !error.retryable);
 }

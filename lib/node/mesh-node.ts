@@ -4,7 +4,7 @@
  * from BROKERS and WELCOME), sends requests round-robin across healthy
  * brokers, and runs its services' handlers (docs/api.md#meshnode).
  */
-import { ErrorCodes, MeshError, isErrorCode } from '../errors.ts';
+import { MeshError, isErrorCode } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { CryptoSuite, KeyPair } from '../crypto/crypto-suite.ts';
 import { resolveSuite } from '../crypto/suites.ts';
@@ -18,7 +18,7 @@ import type { RoleName } from '../protocol/hello.ts';
 import type { ChannelOptions } from '../protocol/connection.ts';
 import type { BrokerInfo, Message } from '../protocol/messages.ts';
 import { SERVICE_NAME } from '../protocol/messages.ts';
-import { BrokerLink } from './broker-link.ts';
+import { BrokerLink, refusedOutright } from './broker-link.ts';
 import type { LinkSettings } from './broker-link.ts';
 import { Requester } from './requester.ts';
 import type { RequestOptions, RequesterCounts } from './requester.ts';
@@ -177,8 +177,9 @@ export class MeshNode extends EventSource<MeshNodeEvent> {
 
   /**
    * Connects to the mesh: resolves once one broker has welcomed this node.
-   * Rejects with the brokers' verdict (e.g. MESH_ERR_UNAUTHORIZED) when every
-   * seed refused it, MESH_ERR_TIMEOUT after `timeout`, MESH_ERR_ABORTED on
+   * Rejects with the brokers' verdict when every seed refused it
+   * (MESH_ERR_UNAUTHORIZED, or MESH_ERR_HANDSHAKE when the key in the
+   * address is not the broker's: any error that is not retryable), MESH_ERR_TIMEOUT after `timeout`, MESH_ERR_ABORTED on
    * `signal`. Links keep reconnecting in the background afterwards.
    */
   static async connect(options: MeshNodeOptions): Promise<MeshNode> {
@@ -358,8 +359,12 @@ export class MeshNode extends EventSource<MeshNodeEvent> {
   // ------------------------------------------------------------ internals
 
   #addLink(address: BrokerAddress, seed: boolean): void {
-    // One link per broker key: a second address for the same key is ignored.
-    if (this.#links.has(encodeKey(address.publicKey))) return;
+    // One link per broker key: a second address for the same key is tried after the first fails.
+    const known = this.#links.get(encodeKey(address.publicKey));
+    if (known) {
+      known.addAddress(address);
+      return;
+    }
     const link = new BrokerLink(address, seed, this.#settings, {
       onUp: (l) => {
         this.#runner.onLinkUp();
@@ -480,10 +485,10 @@ export class MeshNode extends EventSource<MeshNodeEvent> {
         const last = errors[errors.length - 1];
         done(new MeshError('MESH_ERR_TIMEOUT', `no broker accepted this node within ${timeout} ms${last ? ` (last error: ${last.code}: ${last.message})` : ''}`, { cause: last }));
       }, timeout) : undefined;
-      // Every seed refused us outright (e.g. unknown key): no point waiting.
+      // Every seed refused us outright (an unknown key, the wrong broker key in the address): no point waiting.
       this.#attemptWatcher = () => {
         const links = [...this.#links.values()];
-        const fatal = links.map((l) => l.lastError).filter((e) => e && ErrorCodes[e.code].refusal);
+        const fatal = links.map((l) => l.lastError).filter((e) => refusedOutright(e));
         if (fatal.length === links.length && fatal[0]) done(fatal[0]);
       };
       if (signal?.aborted) return onAbort();

@@ -105,6 +105,32 @@ void describe('README walkthrough: keygen, registry add, broker, serve, request'
     assert.match(unauthorized.stderr, /not in the registry/);
   });
 
+  void test('a wrong broker key in the address fails at once with a sentence that says so; a dead seed, or a dead address of the same broker, beside a live one is no obstacle', async () => {
+    const otherKey = encodeKey(generateKeyPair().publicKey);
+    const wrongKey = url.replace(/^mesh:\/\/[A-Za-z0-9_-]{43}@/, `mesh://${otherKey}@`);
+    // A port nothing listens on: the broker's own, plus one (the run ends before anything could take it).
+    const port = Number(/:(\d+)$/.exec(url)![1]);
+    const deadPort = `:${port === 65535 ? port - 1 : port + 1}`;
+    // Another broker, down; and this broker's key at an address where it is not.
+    const dead = wrongKey.replace(/:\d+$/, deadPort);
+    const moved = url.replace(/:\d+$/, deadPort);
+    const started = performance.now();
+    const [wrong, twoSeeds, fromEnv] = await Promise.all([
+      children.run(['request', '--broker', wrongKey, '--key', file('client.key'), 'echo', 'x', '--connect-timeout', '30000']),
+      children.run(['request', '--broker', dead, '--broker', url, '--key', file('client.key'), 'echo', 'two seeds']),
+      children.run(['request', '--key', file('client.key'), 'echo', 'from env'], { env: { MESHD_BROKER: `${moved} ${url}` } }),
+    ]);
+    const wrongMs = performance.now() - started;
+    assertMeshError(wrong, 'MESH_ERR_HANDSHAKE');
+    assert.match(wrong.stderr, /did not accept our handshake: the key in the address is probably not this broker's/);
+    // It does not wait out --connect-timeout (30 s): the verdict is final.
+    assert.ok(wrongMs < 15_000, `the wrong-key request ended after ${Math.round(wrongMs)} ms`);
+    assert.equal(twoSeeds.status, 0, describeRun(twoSeeds));
+    assert.equal(twoSeeds.stdout, 'two seeds');
+    assert.equal(fromEnv.status, 0, describeRun(fromEnv));
+    assert.equal(fromEnv.stdout, 'from env');
+  });
+
   void test('registry list prints a table, and --json the entries', async () => {
     const registry = file('registry.yaml');
     const [table, json] = await Promise.all([children.run(['registry', 'list', '--registry', registry]), children.run(['registry', 'list', '--registry', registry, '--json'])]);
