@@ -109,6 +109,11 @@ export function prettyLine(line: string): string {
   return `${clock} ${String(level).toUpperCase().padEnd(5)} ${String(event)}: ${String(msg)}${extra ? `  ${extra}` : ''}\n`;
 }
 
+/** The first 8 characters of a base64url key: enough to tell brokers apart in a log line. */
+function fingerprint(key: string): string {
+  return `${key.slice(0, 8)}…`;
+}
+
 /** Logs one broker event (`meshd broker` listens to every type). */
 export function logBrokerEvent(logger: Logger, event: BrokerEvent): void {
   switch (event.type) {
@@ -148,10 +153,10 @@ export function logBrokerEvent(logger: Logger, event: BrokerEvent): void {
       logger.log('info', event.type, `live brokers: ${event.live.length}`, { live: event.live });
       return;
     case 'peer-up':
-      logger.log('info', event.type, `peer broker connected (${event.direction === 'in' ? 'accepted' : 'dialled'})`, { key: event.key, direction: event.direction });
+      logger.log('info', event.type, `peer broker ${event.name} (${fingerprint(event.key)}) connected (${event.direction === 'in' ? 'accepted' : 'dialled'})`, { key: event.key, name: event.name, direction: event.direction });
       return;
     case 'peer-down':
-      logger.log('info', event.type, `peer broker connection lost${event.error === undefined ? '' : `: ${event.error.code}`}`, { key: event.key, direction: event.direction, ...errorFields(event.error) });
+      logger.log('info', event.type, `peer broker ${event.name} (${fingerprint(event.key)}) connection lost${event.error === undefined ? '' : `: ${event.error.code}`}`, { key: event.key, name: event.name, direction: event.direction, ...errorFields(event.error) });
       return;
     case 'peer-dial-failed':
       logger.log('warn', event.type, `cannot reach peer broker at ${event.address}: ${event.error.code}`, { key: event.key, address: event.address, ...errorFields(event.error) });

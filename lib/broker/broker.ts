@@ -245,6 +245,7 @@ export class Broker extends EventSource<BrokerEvent> {
       stallTimeout: o.stallTimeout,
       now: this.#now,
       isBroker: (key) => this.#registry.getByKey(key)?.role === 'broker',
+      nameOf: (key) => this.#registry.getByKey(key)?.name ?? '?',
       onLiveChange: (live) => this.#pushBrokers(live),
       onRound: (live) => {
         this.#stats.round();
@@ -380,7 +381,8 @@ export class Broker extends EventSource<BrokerEvent> {
   /** A session is open: a node gets WELCOME, a peer broker GOSSIP. */
   #greet(session: Session, remote: string): void {
     const { key, entry, connection } = session;
-    this.emit({ type: 'connected', key, name: entry.name, role: entry.role, remote });
+    // A peer broker's connections are reported by the peer mesh (peer-up, peer-down): one event per fact.
+    if (entry.role !== 'broker') this.emit({ type: 'connected', key, name: entry.name, role: entry.role, remote });
     if (entry.role === 'broker') this.#peers!.attachInbound(key, connection);
     else connection.send({ type: 'WELCOME', brokerId: this.#keyPair.publicKey, bootId: this.#bootId, brokers: this.#peers!.live });
   }
@@ -394,7 +396,7 @@ export class Broker extends EventSource<BrokerEvent> {
     // Requests this worker was running go to another worker, flagged dup,
     // unless this process was frozen: then its clients have resent them.
     this.#router.rerouteInflight(session, this.#watchdog.stalled());
-    this.emit({ type: 'disconnected', key: session.key, name: session.name, error });
+    if (session.entry.role !== 'broker') this.emit({ type: 'disconnected', key: session.key, name: session.name, error });
   }
 
   /**

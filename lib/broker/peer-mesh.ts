@@ -24,8 +24,8 @@ export const PEER_HEARTBEAT: HeartbeatSettings = { idleMs: 500, activeMs: 200, d
 
 /** Something about the peer mesh worth logging. */
 export type PeerEvent =
-  | { type: 'peer-up'; key: string; direction: 'in' | 'out' }
-  | { type: 'peer-down'; key: string; direction: 'in' | 'out'; error?: MeshError | undefined }
+  | { type: 'peer-up'; key: string; name: string; direction: 'in' | 'out' }
+  | { type: 'peer-down'; key: string; name: string; direction: 'in' | 'out'; error?: MeshError | undefined }
   | { type: 'peer-dial-failed'; key: string; address: string; error: MeshError }
   | { type: 'peer-not-registered'; key: string }
   | { type: 'brokers'; live: string[] };
@@ -60,6 +60,8 @@ export interface PeerMeshOptions {
   readonly random?: (() => number) | undefined;
   /** Whether the registry lists this key with role broker. */
   isBroker(key: string): boolean;
+  /** The registry name of this key (for events). */
+  nameOf(key: string): string;
   /** The agreed live list changed. */
   onLiveChange(live: readonly BrokerInfo[]): void;
   /** A round ended (the broker pushes BROKERS to its nodes). */
@@ -77,6 +79,8 @@ interface Peer {
   retryAt: number;
   retryTimer: NodeJS.Timeout | undefined;
   warned: boolean;
+  /** Whether peer-up was reported and peer-down not yet: one event per fact, whichever connections come and go. */
+  reportedUp: boolean;
 }
 
 /** A broker's side of the broker mesh. */
@@ -155,8 +159,7 @@ export class PeerMesh {
       p.outbound = undefined;
       out.close();
     }
-    this.membership.setConnected(key, true, this.#options.now());
-    this.#options.onEvent({ type: 'peer-up', key, direction: 'in' });
+    this.#up(p, 'in');
     this.#sendGossip(connection);
   }
 
@@ -165,8 +168,7 @@ export class PeerMesh {
     const p = this.#peers.get(key);
     if (!p || p.inbound !== connection) return;
     p.inbound = undefined;
-    this.#options.onEvent({ type: 'peer-down', key, direction: 'in', error });
-    this.#lost(p);
+    this.#lost(p, 'in', error);
   }
 
   /** A GOSSIP from a peer (either direction). */
@@ -194,8 +196,9 @@ export class PeerMesh {
     if (!p || this.#options.isBroker(key)) return;
     const out = p.outbound;
     p.outbound = undefined;
-    out?.close(new MeshError('MESH_ERR_UNAUTHORIZED', 'peer broker removed from the registry'), { notify: true });
-    this.#lost(p);
+    const error = new MeshError('MESH_ERR_UNAUTHORIZED', 'peer broker removed from the registry');
+    out?.close(error, { notify: true });
+    this.#lost(p, 'out', error);
   }
 
   /** Closes every peer connection and stops the rounds (idempotent). */
@@ -214,7 +217,7 @@ export class PeerMesh {
 
   #peer(key: string): Peer {
     let p = this.#peers.get(key);
-    if (!p) this.#peers.set(key, (p = { key, seed: undefined, outbound: undefined, inbound: undefined, dialing: false, failures: 0, retryAt: 0, retryTimer: undefined, warned: false }));
+    if (!p) this.#peers.set(key, (p = { key, seed: undefined, outbound: undefined, inbound: undefined, dialing: false, failures: 0, retryAt: 0, retryTimer: undefined, warned: false, reportedUp: false }));
     return p;
   }
 
@@ -232,8 +235,23 @@ export class PeerMesh {
     }
   }
 
-  #lost(p: Peer): void {
-    if (this.#connectionOf(p) === undefined) this.membership.setConnected(p.key, false, this.#options.now());
+  /** A connection to the peer is up: reported once, unless one was up already (both sides dialled at once). */
+  #up(p: Peer, direction: 'in' | 'out'): void {
+    this.membership.setConnected(p.key, true, this.#options.now());
+    if (p.reportedUp) return;
+    p.reportedUp = true;
+    this.#options.onEvent({ type: 'peer-up', key: p.key, name: this.#options.nameOf(p.key), direction });
+  }
+
+  /** A connection to the peer went: peer-down once none is left. */
+  #lost(p: Peer, direction: 'in' | 'out', error: MeshError | undefined): void {
+    if (this.#connectionOf(p) === undefined) {
+      this.membership.setConnected(p.key, false, this.#options.now());
+      if (p.reportedUp) {
+        p.reportedUp = false;
+        this.#options.onEvent({ type: 'peer-down', key: p.key, name: this.#options.nameOf(p.key), direction, error });
+      }
+    }
     if (!this.#closed && !this.#leaving) this.#dial(p);
   }
 
@@ -334,9 +352,8 @@ export class PeerMesh {
         onClose: (error, connection) => {
           if (p.outbound !== connection) return;
           p.outbound = undefined;
-          this.#options.onEvent({ type: 'peer-down', key: p.key, direction: 'out', error });
           this.#backoff(p);
-          this.#lost(p);
+          this.#lost(p, 'out', error);
         },
       },
     ).then(
@@ -352,8 +369,7 @@ export class PeerMesh {
           p.inbound = undefined;
           inb.close();
         }
-        this.membership.setConnected(p.key, true, this.#options.now());
-        this.#options.onEvent({ type: 'peer-up', key: p.key, direction: 'out' });
+        this.#up(p, 'out');
         this.#sendGossip(connection);
       },
       (error: MeshError) => {
