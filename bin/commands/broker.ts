@@ -272,7 +272,7 @@ export const broker: MeshdCommand<BrokerArgs> = {
         name: argv.name,
         registry: argv.registry,
         entries: running.registry.size,
-        suite: argv.suite ?? 'default',
+        suite: running.suite,
         maxPayload: argv['max-payload'],
         queueMax: argv['queue-max'],
         drainTimeout: argv['drain-timeout'],

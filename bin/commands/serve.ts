@@ -74,6 +74,8 @@ async function connectWorker(argv: ServeArgs, keyPair: KeyPair, logger: Logger, 
 
 /** Serves SERVICE on the connected node until SIGTERM/SIGINT, then drains it. */
 async function runWorker(ctx: CliContext, argv: ServeArgs, node: MeshNode, logger: Logger, stopped: Promise<string>): Promise<void> {
+  // The brokers that welcomed the worker before these listeners were attached are logged like the later ones.
+  for (const broker of node.healthyBrokers) logger.log('info', 'broker-up', `connected to ${broker}`, { broker });
   node.on('broker-up', (e) => logger.log('info', e.type, `connected to ${e.broker}`, { broker: e.broker }));
   node.on('broker-down', (e) => logger.log('warn', e.type, `lost ${e.broker}${e.error === undefined ? '' : `: ${e.error.code}`}; reconnecting`, { broker: e.broker, ...errorFields(e.error) }));
   node.on('broker-draining', (e) => logger.log('info', e.type, `${e.broker} is draining`, { broker: e.broker }));

@@ -282,6 +282,11 @@ export class Broker extends EventSource<BrokerEvent> {
     return this.#options.name ?? 'broker';
   }
 
+  /** The name of the crypto suite in use: `node` or `noble` (the default resolved). */
+  get suite(): CryptoSuite['name'] {
+    return this.#suite.name;
+  }
+
   /** The registry in force. */
   get registry(): Registry {
     return this.#registry;

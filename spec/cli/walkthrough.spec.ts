@@ -204,7 +204,12 @@ void describe('README walkthrough: keygen, registry add, broker, serve, request'
     const events = logs.map((l) => l.event);
     for (const e of ['listening', 'connected', 'disconnected', 'handshake-failed', 'sighup', 'registry-reloaded', 'shutdown', 'draining', 'closed']) assert.ok(events.includes(e), `${e} logged: ${events.join(', ')}`);
     assert.doesNotMatch(broker!.stderr(), /hello/, 'no payload in the logs');
-    const workerEvents = logLines(worker!.stderr()).map((l) => l.event);
+    assert.equal(logs.find((l) => l.event === 'listening')?.suite, 'node', 'the listening line names the suite in use');
+    const workerLogs = logLines(worker!.stderr());
+    const workerEvents = workerLogs.map((l) => l.event);
     for (const e of ['ready', 'shutdown', 'closed']) assert.ok(workerEvents.includes(e), `${e} logged by the worker: ${workerEvents.join(', ')}`);
+    // The seed broker, which welcomed the worker before it was ready, is logged like any other.
+    assert.ok(workerLogs.some((l) => l.event === 'broker-up' && l.broker === url), `broker-up for the seed: ${workerEvents.join(', ')}`);
+    assert.ok(workerEvents.indexOf('broker-up') < workerEvents.indexOf('ready'), 'broker-up comes before ready');
   });
 });
