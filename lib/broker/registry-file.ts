@@ -174,7 +174,7 @@ export class RegistryWatcher {
   /**
    * Re-reads the file now (what SIGHUP does) and, when it is valid, puts it in
    * force and calls onChange even if nothing changed; a failure goes to
-   * onError. Never rejects. Does nothing before start() or after close().
+   * onError, unless this version of the file was reported already. Never rejects. Does nothing before start() or after close().
    */
   reload(): Promise<void> {
     if (this.#registry === undefined || this.#closed) return Promise.resolve();
@@ -266,7 +266,8 @@ export class RegistryWatcher {
     } catch (err) {
       if (this.#closed) return;
       const failure = `read:${errno(err) ?? 'unknown'}`;
-      if (!force && failure === this.#failed) return;
+      // One report per failure, whether the watcher or a SIGHUP found it.
+      if (failure === this.#failed) return;
       this.#failed = failure;
       const cause = readError(this.path, err);
       this.#report(configError(`${cause.message}; ${keeping}`, cause));
@@ -275,10 +276,15 @@ export class RegistryWatcher {
     if (this.#closed) return;
     const hash = sha256(text);
     if (!force && hash === this.#appliedHash) {
+      // The file is back to the registry in force after a failed edit: say so
+      // (onChange with no difference), so the last word is not the error.
+      const recovered = this.#failed !== undefined;
       this.#failed = undefined;
+      if (recovered) this.#changed(previous, previous);
       return;
     }
-    if (!force && hash === this.#failed) return;
+    // One report per version of the file, whether the watcher or a SIGHUP found it.
+    if (hash === this.#failed) return;
     let next: Registry;
     try {
       next = Registry.parse(text, this.path);
@@ -291,9 +297,12 @@ export class RegistryWatcher {
     this.#registry = next;
     this.#appliedHash = hash;
     this.#failed = undefined;
-    const diff = previous.diff(next);
+    this.#changed(previous, next);
+  }
+
+  #changed(previous: Registry, next: Registry): void {
     try {
-      this.#options.onChange(next, diff);
+      this.#options.onChange(next, previous.diff(next));
     } catch (err) {
       this.#report(err instanceof MeshError ? err : configError(`registry ${this.path}: the onChange handler threw: ${err instanceof Error ? err.message : String(err)}`, err));
     }

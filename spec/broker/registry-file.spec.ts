@@ -419,8 +419,22 @@ void describe('RegistryWatcher', () => {
     await writeFile(file, 'key: [broken\n');
     await watcher.reload();
     await watcher.reload();
-    assert.equal(events.errors.length, 2, 'an explicit reload always reports');
+    assert.equal(events.errors.length, 1, 'one report per version of the file, however many reloads find it');
     assert.equal(watcher.registry!.size, 1);
+  });
+
+  void test('a file put back as it was after a failed edit is reported as in force again (onChange, no difference)', async () => {
+    const { file } = await setup();
+    const { watcher, events } = watch(file);
+    await watcher.start();
+    const good = await readFile(file, 'utf8');
+    await writeFile(file, 'key: [broken\n');
+    await waitFor(() => events.errors.length > 0, 1000, 'onError after a broken edit');
+    // The watcher, not a reload, finds the file back as it was.
+    await writeFile(file, good);
+    await waitFor(() => events.changes.length > 0, 1000, 'onChange after the file was put back');
+    assert.deepEqual(events.changes[0]!.diff, { removed: [], changed: [], added: [] });
+    assert.equal(events.errors.length, 1);
   });
 
   void test('an exception in onChange goes to onError; the new registry is in force', async () => {
