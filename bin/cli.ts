@@ -9,7 +9,6 @@
  * (for `meshd broker`) the YAML file of --config, then defaults.
  */
 
-import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import type { Argv, CommandModule } from 'yargs';
 import { MeshError } from '../lib/index.ts';
@@ -23,6 +22,7 @@ import { request } from './commands/request.ts';
 import { serve } from './commands/serve.ts';
 import { status } from './commands/status.ts';
 import { top } from './commands/top.ts';
+import { packageVersion } from './version.ts';
 import { CONTEXT_KEY, docsEpilogue, givenOnCommandLine, println } from './context.ts';
 import type { CliContext, CliHost, CliIO, MeshdCommand } from './context.ts';
 
@@ -81,23 +81,6 @@ export const processHost: CliHost = {
 /** A command-line mistake: reported with a hint and exit code 2. */
 class UsageError extends Error {
   override readonly name = 'UsageError';
-}
-
-/**
- * meshd's version, from its package.json: one directory up from bin/cli.ts
- * in the sources, two up from dist/bin/cli.js in the package.
- */
-function packageVersion(): string {
-  for (const up of ['../package.json', '../../package.json']) {
-    let pkg: { name?: unknown; version?: unknown };
-    try {
-      pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as typeof pkg;
-    } catch {
-      continue;
-    }
-    if (pkg.name === 'meshd' && typeof pkg.version === 'string') return pkg.version;
-  }
-  return 'unknown';
 }
 
 function camel(name: string): string {

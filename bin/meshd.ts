@@ -9,7 +9,14 @@
 // with npm run bench (K=64, node suite): broker CPU per request ~90 -> ~35 us,
 // throughput ~8k -> ~13k req/s. The flag reserves nothing up front. It cannot
 // be set from NODE_OPTIONS or at run time, hence the shebang (env -S).
-import { main } from './cli.ts';
+import { packageVersion } from './version.ts';
+
+// `meshd --version` alone needs neither yargs nor the library: answer it
+// before loading them.
+if (process.argv.length === 3 && process.argv[2] === '--version') {
+  process.stdout.write(`${packageVersion()}\n`);
+  process.exit(0);
+}
 
 // A reader that goes away (`meshd --help | head -1`) is not worth a stack
 // trace: stop writing and exit with main's code.
@@ -20,4 +27,5 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
+const { main } = await import('./cli.ts');
 process.exitCode = await main(process.argv.slice(2));
