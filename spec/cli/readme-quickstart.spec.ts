@@ -7,7 +7,7 @@
 // the client's block must print what its comment says.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,11 +19,11 @@ import { childEnv } from './children.ts';
 const START_MS = 30_000;
 const SECTION = '### By hand';
 
-/** The `sh` blocks of the README section whose heading starts with SECTION. */
-function quickstartBlocks(): string[] {
+/** The `sh` blocks of the README section whose heading starts with `section`. */
+function quickstartBlocks(section = SECTION): string[] {
   const lines = readFileSync(join(root, 'README.md'), 'utf8').split('\n');
-  const start = lines.findIndex((l) => l.startsWith(SECTION));
-  assert.ok(start >= 0, `README.md has a "${SECTION}" heading`);
+  const start = lines.findIndex((l) => l.startsWith(section));
+  assert.ok(start >= 0, `README.md has a "${section}" heading`);
   const blocks: string[] = [];
   let current: string[] | undefined;
   for (const line of lines.slice(start + 1)) {
@@ -169,5 +169,23 @@ void describe('README quickstart, run from the README text', () => {
       assert.ok(await groupGone(t.pid, 15_000), `terminal ${t.pid} still running 15 s after SIGINT; stderr: ${t.stderr}`);
       assert.match(t.stderr, /"event":"closed"/, 'closed after draining');
     }
+  });
+
+  void test('"In the background": the installed command started with &, then kill "$BROKER_PID", leaves no process behind', async () => {
+    const background = quickstartBlocks('### In the background');
+    assert.equal(background.length, 1);
+    // What npm install creates in an app: node_modules/.bin/meshd, a link to the package's bin.
+    mkdirSync(join(dir, 'node_modules', '.bin'), { recursive: true });
+    symlinkSync(MESHD_BIN, join(dir, 'node_modules', '.bin', 'meshd'));
+    const port = await freePort();
+    const child = spawn('bash', ['-c', background[0]!.replaceAll('4222', String(port))], { cwd: dir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const timer = setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), START_MS);
+    const [code, signal] = (await new Promise((resolve) => child.on('exit', (c, s) => resolve([c, s])))) as [number | null, NodeJS.Signals | null];
+    clearTimeout(timer);
+    assert.deepEqual([code, signal], [0, null], `the block exits 0 (the broker's own exit status, from wait); stderr: ${stderr}`);
+    assert.equal(await groupGone(child.pid!, 5000), true, 'no process of the block is left: the signal reached the broker itself');
+    assert.match(readFileSync(join(dir, 'broker.log'), 'utf8'), /"event":"closed"/, 'the broker drained and closed');
   });
 });
