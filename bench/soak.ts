@@ -122,6 +122,8 @@ async function main(): Promise<number> {
       dir,
       brokers: 3,
       parties: [...workerNames.map((name) => ({ name, entry: '  role: worker\n  serve: [echo]\n' })), ...clientNames.map((name) => ({ name, entry: '  role: client\n  call: [echo]\n' }))],
+      // Broker 1's /metrics tells its JS heap from the rest of its RSS.
+      admin: true,
       readyMs: READY_MS,
     });
     const m = mesh;
@@ -244,6 +246,16 @@ async function main(): Promise<number> {
     );
 
     // ---------------------------------------------------------- samples
+    const heapOf = async (port: number): Promise<{ heapUsedMiB: number; heapTotalMiB: number; externalMiB: number } | undefined> => {
+      try {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+        const metric = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) / MIB;
+        return { heapUsedMiB: +metric('nodejs_heap_size_used_bytes').toFixed(1), heapTotalMiB: +metric('nodejs_heap_size_total_bytes').toFixed(1), externalMiB: +metric('nodejs_external_memory_bytes').toFixed(1) };
+      } catch {
+        return undefined;
+      }
+    };
+    const heaps: Array<{ atS: number; heapUsedMiB: number; heapTotalMiB: number; externalMiB: number }> = [];
     const sample = (): void => {
       const processes: Record<string, { rssMiB: number; fds: number }> = {};
       const add = (name: string, pid: number | undefined): void => {
@@ -255,6 +267,7 @@ async function main(): Promise<number> {
       add('soak (clients)', process.pid);
       const atS = Math.round((performance.now() - started) / 1000);
       samples.push({ atS, processes });
+      void heapOf(m.adminPorts[0]!).then((h) => h && heaps.push({ atS, ...h }));
       const b1 = processes['broker-1'];
       progress(`${atS} s: sent ${counts.sent}, replied ${counts.replied}, failed ${Object.values(counts.failed).reduce((a, b) => a + b, 0)}, in flight ${inFlight.size}; broker-1 ${b1?.rssMiB ?? '?'} MiB ${b1?.fds ?? '?'} fds`);
     };
@@ -309,6 +322,8 @@ async function main(): Promise<number> {
         growthPct,
         fdsAfterMinute1: minute2[0]?.fds,
         fdsEnd: series.at(-1)?.fds,
+        // JS heap (used after whatever collections ran), total heap and external memory, from its /metrics.
+        heap: heaps,
       },
       samples,
       ok: reasons.length === 0,

@@ -225,7 +225,7 @@ export class SessionAcceptor {
           this.#armSilenceTimer();
         });
       },
-      Math.max(1, due - this.#now()),
+      Math.max(10, due - this.#now()),
     );
     this.#silenceTimer.unref();
   }
