@@ -182,7 +182,7 @@ void describe('README quickstart, run from the README text', () => {
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     const timer = setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), START_MS);
-    const [code, signal] = (await new Promise((resolve) => child.on('exit', (c, s) => resolve([c, s])))) as [number | null, NodeJS.Signals | null];
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (c, s) => resolve([c, s])));
     clearTimeout(timer);
     assert.deepEqual([code, signal], [0, null], `the block exits 0 (the broker's own exit status, from wait); stderr: ${stderr}`);
     assert.equal(await groupGone(child.pid!, 5000), true, 'no process of the block is left: the signal reached the broker itself');
