@@ -2,7 +2,9 @@
 // in child-harness.ts) comes from the MESHD_TEST_BROKER env var. Prints
 // `listening mesh://…` once ready, `event {json}` per broker event, and
 // answers `status N` on stdin with `status N {json}` (Broker.status() plus
-// rss). Exits when stdin closes (the test process is gone) or on SIGTERM.
+// rss) and `memory N` with `memory N {json}` (process.memoryUsage() after a
+// full garbage collection; the harness starts it with --expose-gc). Exits
+// when stdin closes (the test process is gone) or on SIGTERM.
 import { createInterface } from 'node:readline';
 import { Broker } from '../../lib/broker/broker.ts';
 import type { BrokerEvent } from '../../lib/broker/broker.ts';
@@ -67,6 +69,14 @@ async function shutdown(code: number): Promise<void> {
 process.on('SIGTERM', () => void shutdown(0));
 const input = createInterface({ input: process.stdin });
 input.on('line', (text) => {
+  const mem = /^memory (\d+)$/.exec(text.trim());
+  if (mem) {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (!gc) throw new Error('child-broker: memory needs node --expose-gc');
+    gc();
+    line(`memory ${mem[1]} ${JSON.stringify(process.memoryUsage())}`);
+    return;
+  }
   const m = /^status (\d+)$/.exec(text.trim());
   if (!m) return;
   const { handshakesFailed, handshakesEvicted } = broker.stats();

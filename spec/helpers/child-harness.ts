@@ -122,9 +122,9 @@ export class ChildHandle {
   }
 }
 
-/** Starts `node --import tsx spec/helpers/SCRIPT ARGS` with extra env. */
-export function spawnChild(script: ChildScript, args: readonly string[], env: Record<string, string> = {}): ChildHandle {
-  const child = spawn(process.execPath, ['--import', 'tsx', `${helpersDir}${script}`, ...args], {
+/** Starts `node NODE_FLAGS --import tsx spec/helpers/SCRIPT ARGS` with extra env. */
+export function spawnChild(script: ChildScript, args: readonly string[], env: Record<string, string> = {}, nodeFlags: readonly string[] = []): ChildHandle {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', `${helpersDir}${script}`, ...args], {
     cwd: repoRoot,
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -142,6 +142,15 @@ export interface ChildBrokerStatus {
   readonly handshakesFailed: Readonly<Record<string, number>>;
   readonly handshakesEvicted: number;
   readonly services: ReadonlyArray<{ name: string; workers: number; credits: number; queued: number; queuedBytes: number }>;
+}
+
+/** process.memoryUsage() of child-broker.ts right after a full garbage collection, in bytes. */
+export interface ChildBrokerMemory {
+  readonly rss: number;
+  readonly heapTotal: number;
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
 }
 
 /** An event line printed by child-broker.ts. */
@@ -166,7 +175,8 @@ export class ChildBroker {
 
   /** Spawns a broker child with the given config and waits (bounded) for its address. */
   static async start(config: ChildBrokerConfig, ms = 10_000): Promise<ChildBroker> {
-    const handle = spawnChild('child-broker.ts', [], { MESHD_TEST_BROKER: JSON.stringify(config) });
+    // --expose-gc: memory() collects garbage before it measures.
+    const handle = spawnChild('child-broker.ts', [], { MESHD_TEST_BROKER: JSON.stringify(config) }, ['--expose-gc']);
     try {
       const { line } = await handle.waitForLine(/^listening /, ms, 'the broker address');
       return new ChildBroker(handle, line.slice('listening '.length).trim());
@@ -187,6 +197,20 @@ export class ChildBroker {
     this.handle.send(`status ${n}`);
     const { line } = await this.handle.waitForLine((l) => l.startsWith(`status ${n} `), ms, `status reply ${n}`, from);
     return JSON.parse(line.slice(`status ${n} `.length)) as ChildBrokerStatus;
+  }
+
+  /**
+   * Memory the broker child retains: it runs a full garbage collection, then
+   * reports process.memoryUsage(). What is left in the heap is what the
+   * broker holds on to, unlike RSS, which also counts the heap V8 keeps
+   * committed for garbage to come.
+   */
+  async memory(ms = 5000): Promise<ChildBrokerMemory> {
+    const n = this.#nextQuery++;
+    const from = this.handle.lines.length;
+    this.handle.send(`memory ${n}`);
+    const { line } = await this.handle.waitForLine((l) => l.startsWith(`memory ${n} `), ms, `memory reply ${n}`, from);
+    return JSON.parse(line.slice(`memory ${n} `.length)) as ChildBrokerMemory;
   }
 
   /** Event lines printed so far. */
