@@ -113,7 +113,7 @@ export class BrokerHandle {
   /** Starts a process for this broker (same port, key and flags) and waits for `listening` (bounded). */
   async start(ms = 30_000): Promise<FaultProcess> {
     if (this.proc?.alive) throw new Error(`${this.name} is already running (pid ${this.proc.pid})`);
-    const proc = new FaultProcess(`${this.name}#${this.generations.length + 1}`, [...this.#nodeFlags, ...meshdArgs(['broker', ...this.#args])]);
+    const proc = new FaultProcess(`${this.name}#${this.generations.length + 1}`, meshdArgs(['broker', ...this.#args], this.#nodeFlags));
     this.generations.push(proc);
     await proc.line(/^listening mesh:\/\//, ms);
     return proc;

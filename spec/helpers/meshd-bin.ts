@@ -21,8 +21,12 @@ export const MESHD_NODE_FLAGS: readonly string[] = (() => {
   return m[1]!.trim().split(' ').filter((f) => f !== '');
 })();
 
-/** The argv (after process.execPath) that runs `meshd ...args`. Throws if the CLI is not built. */
-export function meshdArgs(args: readonly string[]): string[] {
+/**
+ * The argv (after process.execPath) that runs `meshd ...args`, with extra
+ * Node flags after the shebang's (so they win where they set the same
+ * option). Throws if the CLI is not built.
+ */
+export function meshdArgs(args: readonly string[], nodeFlags: readonly string[] = []): string[] {
   if (!existsSync(MESHD_BIN)) throw new Error(`${MESHD_BIN} is missing: run \`npm run build\` (scripts/run-specs.js does it before the specs)`);
-  return [...MESHD_NODE_FLAGS, MESHD_BIN, ...args];
+  return [...MESHD_NODE_FLAGS, ...nodeFlags, MESHD_BIN, ...args];
 }
