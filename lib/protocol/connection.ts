@@ -208,15 +208,27 @@ export class Connection {
     const handshake = new ResponderHandshake({ suite: options.suite ?? defaultSuite(), keyPair: options.keyPair, hello: helloOf(options), ephemeral: options.ephemeral });
     const where = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     let step = 1;
+    // This side's preamble waits for message 1 (docs/protocol.md#1-preamble):
+    // a connection closed before it (evicted, or silent too long) is closed
+    // before the preamble, which the initiator knows to be retryable, and
+    // never looks like a wrong key.
+    let ourPreamble: Buffer | undefined;
     return runHandshake(socket, options, handlers, options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT, where, (io) => ({
       onPrefix: (bytes) => {
         const { preamble, error } = handshake.readPreamble(bytes);
-        io.framed.writeRaw(preamble);
-        if (error) throw error;
+        if (error) {
+          io.framed.writeRaw(preamble);
+          throw error;
+        }
+        ourPreamble = preamble;
       },
       onFrame: (frame) => {
         if (step === 1) {
           step = 3;
+          // Sent before message 1 is read, so that a message 1 this side
+          // cannot decrypt (a wrong key in the address) ends after the
+          // preamble, as the initiator expects.
+          if (ourPreamble) io.framed.writeRaw(ourPreamble);
           io.framed.writeFrame(handshake.readMessage1(frame));
           options.onMessage1?.();
           return;

@@ -2,7 +2,7 @@
 // session and its first messages in order, an unknown key fails the
 // handshake; admission (docs/limits.md#admission): a full table evicts the
 // oldest silent connection, per source too, a silent connection is closed
-// after firstMessageTimeout, and draining closes newcomers without touching
+// after firstMessageTimeout (before the broker's preamble), and draining closes newcomers without touching
 // the connections already admitted.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +16,7 @@ import type { MeshError } from '../../lib/errors.ts';
 import { listen } from '../../lib/framing/listener.ts';
 import type { Listener } from '../../lib/framing/listener.ts';
 import { Connection } from '../../lib/protocol/connection.ts';
+import { encodePreamble } from '../../lib/protocol/preamble.ts';
 import type { Message } from '../../lib/protocol/messages.ts';
 import { party, registryOf, until } from '../helpers/mesh.ts';
 
@@ -194,6 +195,27 @@ test('a connection that sends nothing within firstMessageTimeout is closed with 
     connection.close();
   } finally {
     silent.destroy();
+    await r.listener.close();
+  }
+});
+
+test('a connection that sent its preamble but no message 1 is closed before the broker answers with its own (so the initiator does not take it for a wrong key)', async () => {
+  const r = await rig({ firstMessageTimeout: 100 });
+  const socket = await silentSocket(r.listener.port);
+  const received: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => void received.push(chunk));
+  try {
+    socket.write(encodePreamble());
+    assert.equal(await closedSoon(socket, 3000), true, 'closed for want of message 1');
+    assert.equal(Buffer.concat(received).length, 0, 'no byte from the broker, its preamble included');
+    await until(() => r.failed.length === 1, 3000, 'the failure to be reported');
+    assert.equal(r.failed[0]!.code, 'MESH_ERR_HANDSHAKE_TIMEOUT');
+    // A real initiator gets the preamble and message 2 together.
+    const connection = await dial(r);
+    await until(() => r.opened.length === 1, 3000, 'the session');
+    connection.close();
+  } finally {
+    socket.destroy();
     await r.listener.close();
   }
 });
