@@ -35,6 +35,18 @@ interface CacheEntry<P> {
   bytes: number;
 }
 
+/** Slack a kept reply may pin beyond its own bytes before it is copied out of the buffer it is a view of. */
+const VIEW_SLACK = 1024;
+
+/**
+ * The reply itself, not the buffer it may be a view of: an echoed payload is
+ * a view into a decrypted frame that can hold many envelopes, and the cache
+ * counts (and bounds) reply bytes, so it must hold no more than those.
+ */
+function ownBytes(payload: Uint8Array): Uint8Array {
+  return payload.buffer.byteLength > payload.byteLength + VIEW_SLACK ? new Uint8Array(payload) : payload;
+}
+
 /** The reply cache. `P` is whatever identifies a return path. */
 export class ReplyCache<P> {
   readonly #limits: ReplyCacheLimits;
@@ -91,7 +103,7 @@ export class ReplyCache<P> {
     const entry = this.#running.get(key);
     if (!entry) return undefined;
     this.#running.delete(key);
-    entry.outcome = outcome;
+    entry.outcome = outcome.ok ? { ok: true, payload: ownBytes(outcome.payload) } : outcome;
     entry.finishedAt = now;
     entry.bytes = (outcome.ok ? outcome.payload.length : outcome.text.length) + key.length + 64;
     if (entry.bytes <= this.#limits.maxBytes) {

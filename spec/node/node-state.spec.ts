@@ -35,6 +35,25 @@ test('reply cache is bounded in entries, bytes and age', () => {
   assert.ok(big.bytes <= 1000);
 });
 
+test('reply cache: a reply that is a view into a larger buffer is kept as a copy of its own bytes, so the byte bound is what it holds', () => {
+  const c = new ReplyCache<string>();
+  const frame = new Uint8Array(1 << 20).fill(7);
+  const view = frame.subarray(100, 116);
+  c.begin('v', 'p', 0);
+  const done = c.finish('v', { ok: true, payload: view }, 0);
+  const kept = done?.outcome?.ok ? done.outcome.payload : undefined;
+  assert.ok(kept);
+  assert.equal(kept.buffer.byteLength, 16, 'the 1 MiB buffer is not pinned');
+  assert.deepEqual([...kept], [...view]);
+  const replay = c.begin('v', 'p2', 1);
+  assert.ok(replay.state === 'replay' && replay.outcome.ok && replay.outcome.payload.buffer.byteLength === 16);
+  // A payload that is (nearly) its whole buffer is kept as it is: no copy.
+  const whole = new Uint8Array(4096);
+  c.begin('w', 'p', 2);
+  const w = c.finish('w', { ok: true, payload: whole }, 2);
+  assert.ok(w?.outcome?.ok && w.outcome.payload === whole);
+});
+
 test('retry budget: a burst, then a trickle refilled by time and successes', () => {
   const b = new RetryBudget(0, { capacity: 3, refillPerSecond: 1, perSuccess: 0.5 });
   assert.ok(b.tryRetry(0) && b.tryRetry(0) && b.tryRetry(0));
