@@ -90,6 +90,10 @@ export type { MeshNodeStats } from './node/mesh-node.ts';
 export { DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRIES } from './node/requester.ts';
 /** Options of one request. */
 export type { RequestOptions } from './node/requester.ts';
+/** Bounds of a node's requests awaiting an answer (`pending` option): 65,536 requests, 256 MiB of payload. */
+export { DEFAULT_PENDING_LIMITS } from './node/requester.ts';
+/** Bounds of a node's requests awaiting an answer, type. */
+export type { PendingLimits } from './node/requester.ts';
 /** Default handlers run at once per service (16). */
 export { DEFAULT_CONCURRENCY } from './node/service-runner.ts';
 /** Handler types of `serve` and `requests`. */

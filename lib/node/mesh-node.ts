@@ -21,7 +21,7 @@ import { SERVICE_NAME } from '../protocol/messages.ts';
 import { BrokerLink, refusedOutright } from './broker-link.ts';
 import type { LinkSettings } from './broker-link.ts';
 import { Requester } from './requester.ts';
-import type { RequestOptions, RequesterCounts } from './requester.ts';
+import type { PendingLimits, RequestOptions, RequesterCounts } from './requester.ts';
 import { RequestNotTaken, ServiceRunner } from './service-runner.ts';
 import type { Handler, IncomingRequest, RunnerCounts, ServeOptions, ServiceHandle } from './service-runner.ts';
 import type { ReplyCacheLimits } from './reply-cache.ts';
@@ -47,6 +47,8 @@ export interface MeshNodeOptions extends Pick<ChannelOptions, 'heartbeat' | 'max
   readonly role?: RoleName | undefined;
   /** Reply cache bounds (workers). */
   readonly replyCache?: Partial<ReplyCacheLimits> | undefined;
+  /** Bounds of the requests awaiting an answer (default 65,536 requests, 256 MiB of payload); past them `request()` rejects with MESH_ERR_BUSY. */
+  readonly pending?: Partial<PendingLimits> | undefined;
   /** Learn brokers from BROKERS lists (default true). */
   readonly discover?: boolean | undefined;
   /** Longest wait in close() for running handlers, ms (default 2000); then links close anyway. */
@@ -170,7 +172,7 @@ export class MeshNode extends EventSource<MeshNodeEvent> {
         return () => this.#healthyWaiters.delete(callback);
       },
     };
-    this.#requester = new Requester(pool, clock);
+    this.#requester = new Requester(pool, clock, options.pending);
     this.#runner = new ServiceRunner(pool, clock, options.replyCache);
     for (const address of seeds) this.#addLink(address, true);
   }

@@ -101,6 +101,17 @@ export interface RequesterCounts {
 }
 
 /** Sends requests and matches replies. */
+/** Bounds of the requests a node has awaiting an answer. */
+export interface PendingLimits {
+  /** Most requests awaiting an answer at once (default 65,536). */
+  readonly maxRequests: number;
+  /** Most payload bytes of those requests (default 256 MiB). */
+  readonly maxBytes: number;
+}
+
+/** Default bounds (docs/limits.md#node). */
+export const DEFAULT_PENDING_LIMITS: PendingLimits = { maxRequests: 65_536, maxBytes: 256 * 1024 * 1024 };
+
 export class Requester {
   readonly #pool: ClientPool;
   readonly #clock: Clock;
@@ -117,6 +128,9 @@ export class Requester {
   readonly #held = new Set<Outstanding>();
   #cursor = 0;
   #closed = false;
+  readonly #limits: PendingLimits;
+  /** Payload bytes of the outstanding requests. */
+  #pendingBytes = 0;
   #sent = 0;
   #replied = 0;
   readonly #failed = new Map<ErrorCode, number>();
@@ -124,9 +138,10 @@ export class Requester {
   #handbacks = 0;
   #attemptsTimedOut = 0;
 
-  constructor(pool: ClientPool, clock: Clock) {
+  constructor(pool: ClientPool, clock: Clock, limits: Partial<PendingLimits> = {}) {
     this.#pool = pool;
     this.#clock = clock;
+    this.#limits = { ...DEFAULT_PENDING_LIMITS, ...limits };
     this.#budget = new RetryBudget(clock.now());
   }
 
@@ -166,6 +181,10 @@ export class Requester {
     }
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(new MeshError('MESH_ERR_ABORTED', `request to ${service} aborted`, { cause: signal.reason }));
+    if (this.#outstanding.size >= this.#limits.maxRequests || this.#pendingBytes + payload.length > this.#limits.maxBytes) {
+      const what = this.#outstanding.size >= this.#limits.maxRequests ? `${this.#outstanding.size} requests (maxRequests ${this.#limits.maxRequests})` : `${this.#pendingBytes} payload bytes (maxBytes ${this.#limits.maxBytes})`;
+      return Promise.reject(new MeshError('MESH_ERR_BUSY', `request to ${service} refused: this node already awaits answers to ${what}; try again once some are answered`));
+    }
     return new Promise<Buffer>((resolve, reject) => {
       const id = this.#nextId();
       const now = this.#clock.now();
@@ -200,6 +219,7 @@ export class Requester {
         },
       };
       this.#outstanding.set(o.idHex, o);
+      this.#pendingBytes += payload.length;
       this.#sent++;
       this.#send(o, undefined);
     });
@@ -453,7 +473,7 @@ export class Requester {
   }
 
   #finish(o: Outstanding): void {
-    this.#outstanding.delete(o.idHex);
+    if (this.#outstanding.delete(o.idHex)) this.#pendingBytes -= o.payload.length;
     this.#detach(o);
     o.cleanup();
   }

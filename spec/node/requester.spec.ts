@@ -656,3 +656,32 @@ test('bad options are MESH_ERR_CONFIG; an already aborted signal is MESH_ERR_ABO
   assert.deepEqual(results.map((r) => (r.error as MeshError).code), [...Array<string>(8).fill('MESH_ERR_CONFIG'), 'MESH_ERR_ABORTED']);
   assert.equal(pool.requests().length, 0);
 });
+
+test('past pending.maxRequests or pending.maxBytes, request() rejects at once with MESH_ERR_BUSY and sends nothing; answers make room again', async () => {
+  const clock = new FakeClock();
+  const pool = new FakePool('A');
+  const requester = new Requester(pool, clock, { maxRequests: 2, maxBytes: 100 });
+  const link = pool.links[0]!;
+  const first = track(requester.request('echo', Buffer.alloc(10)));
+  const second = track(requester.request('echo', Buffer.alloc(10)));
+  const third = track(requester.request('echo', Buffer.alloc(10)));
+  await flush();
+  assert.ok(rejectedWith(third, 'MESH_ERR_BUSY'), 'the third request is refused');
+  assert.equal((third.error as MeshError).retryable, true);
+  assert.match((third.error as MeshError).message, /awaits answers to 2 requests \(maxRequests 2\)/);
+  assert.equal(link.requests().length, 2, 'only the first two went out');
+  reply(requester, link, link.requests()[0]!.id);
+  await flush();
+  assert.equal(first.state, 'resolved');
+  // One slot free, but 10 + 95 payload bytes would pass maxBytes.
+  const big = track(requester.request('echo', Buffer.alloc(95)));
+  await flush();
+  assert.ok(rejectedWith(big, 'MESH_ERR_BUSY'));
+  assert.match((big.error as MeshError).message, /10 payload bytes \(maxBytes 100\)/);
+  const fits = track(requester.request('echo', Buffer.alloc(90)));
+  await flush();
+  assert.equal(fits.state, 'pending');
+  assert.equal(link.requests().length, 3);
+  assert.equal(second.state, 'pending');
+  assert.equal(requester.counts().sent, 3, 'refused requests are not counted as sent');
+});
