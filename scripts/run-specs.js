@@ -62,13 +62,17 @@ const RUN_TIMEOUT_MS = 15 * 60_000;
  * and the run is killed. SPEC_QUIET_MS overrides it (to try the diagnosis).
  */
 const QUIET_MS = Number(process.env.SPEC_QUIET_MS) || 6 * 60_000;
+/** Loaded into every test process: see spec/helpers/exit-watch.ts. */
+const EXIT_WATCH = join(root, 'spec', 'helpers', 'exit-watch.ts');
 /** Where the test processes write their diagnostic reports when asked. */
 const REPORT_DIR = join(tmpdir(), `meshd-spec-reports-${process.pid}`);
 
 /** Runs `node --import tsx --test ...extra files` in its own process group; resolves with its exit code (1 when killed or timed out). */
 function run(label, extra, list) {
   return new Promise((resolve) => {
-    const args = ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-timeout=${TEST_TIMEOUT_MS}`, ...extra, ...list];
+    // exit-watch.ts fails a file that stays alive after its last test (a
+    // handle left open), naming what is open, instead of hanging the run.
+    const args = ['--import', 'tsx', '--import', EXIT_WATCH, '--test', '--test-reporter=spec', `--test-timeout=${TEST_TIMEOUT_MS}`, ...extra, ...list];
     const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${reportOptions(REPORT_DIR)}`.trim() };
     const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['inherit', 'pipe', 'pipe'], detached: true });
     // The output passes through here, so a run that goes quiet is seen.
