@@ -100,7 +100,6 @@ export interface RequesterCounts {
   readonly pending: number;
 }
 
-/** Sends requests and matches replies. */
 /** Bounds of the requests a node has awaiting an answer. */
 export interface PendingLimits {
   /** Most requests awaiting an answer at once (default 65,536). */
@@ -112,6 +111,7 @@ export interface PendingLimits {
 /** Default bounds (docs/limits.md#node). */
 export const DEFAULT_PENDING_LIMITS: PendingLimits = { maxRequests: 65_536, maxBytes: 256 * 1024 * 1024 };
 
+/** Sends requests and matches replies. */
 export class Requester {
   readonly #pool: ClientPool;
   readonly #clock: Clock;
@@ -142,6 +142,9 @@ export class Requester {
     this.#pool = pool;
     this.#clock = clock;
     this.#limits = { ...DEFAULT_PENDING_LIMITS, ...limits };
+    for (const [name, value] of Object.entries(this.#limits)) {
+      if (!Number.isSafeInteger(value) || value < 1) throw new MeshError('MESH_ERR_CONFIG', `pending.${name} must be a positive whole number, got ${String(value)}`);
+    }
     this.#budget = new RetryBudget(clock.now());
   }
 

@@ -685,3 +685,9 @@ test('past pending.maxRequests or pending.maxBytes, request() rejects at once wi
   assert.equal(second.state, 'pending');
   assert.equal(requester.counts().sent, 3, 'refused requests are not counted as sent');
 });
+
+test('pending limits that are not positive whole numbers are refused with MESH_ERR_CONFIG', () => {
+  for (const limits of [{ maxRequests: 0 }, { maxBytes: -1 }, { maxRequests: 1.5 }, { maxBytes: Number.NaN }]) {
+    assert.throws(() => new Requester(new FakePool('A'), new FakeClock(), limits), (e: unknown) => isMeshError(e, 'MESH_ERR_CONFIG') && /pending\.max/.test((e as Error).message));
+  }
+});
