@@ -29,7 +29,7 @@
  * Prints one JSON document on stdout. Fails (exit 1) when a request is lost
  * (no reply and no error by the end), a reply is wrong, a request failed,
  * or broker 1 retains more than 10 % more at the end than at the first
- * snapshot (the leak check), or its RSS at the end (mean of the last
+ * measure (the leak check), or its RSS at the end (mean of the last
  * minute's samples) exceeds its RSS after the first minute by more than the
  * old space it may fill with garbage before collecting (see below).
  *
@@ -142,7 +142,7 @@ async function main(): Promise<number> {
   const churn = { clientsReplaced: 0, workersReplaced: 0, brokerRestarts: 0, restartMs: [] as number[] };
   const timers: NodeJS.Timeout[] = [];
   let stopping = false;
-  /** The load waits while broker 1 writes a heap snapshot. */
+  /** The load waits while broker 1's retained memory is measured. */
   let paused = false;
   let nextClient = 0;
   try {
@@ -322,9 +322,8 @@ async function main(): Promise<number> {
         inspector = await InspectorClient.connect(inspectPort);
         const r = await inspector.retained();
         const atS = Math.round((performance.now() - started) / 1000);
-        const row = { label, atS, heapUsedMiB: +(r.heapUsed / MIB).toFixed(2), externalMiB: +(r.external / MIB).toFixed(2), retainedMiB: +((r.heapUsed + r.external) / MIB).toFixed(2), rssMiB: +(r.rss / MIB).toFixed(1), pauseMs: 0 };
-        let snapshot: string | undefined;
-        if (o.heapSnapshots) snapshot = await writeSnapshot();
+        const row = { label, atS, heapUsedMiB: +(r.heapUsed / MIB).toFixed(2), externalMiB: +(r.external / MIB).toFixed(2), retainedMiB: +((r.heapUsed + r.external) / MIB).toFixed(2), rssMiB: +(r.rss / MIB).toFixed(1) };
+        const snapshot = o.heapSnapshots ? await writeSnapshot() : undefined;
         retained.push({ ...row, pauseMs: Math.round(performance.now() - pauseStarted), ...(snapshot === undefined ? {} : { snapshot }) });
         progress(`${atS} s: broker-1 retains ${row.retainedMiB} MiB after a full GC (heap ${row.heapUsedMiB}, external ${row.externalMiB}; RSS ${row.rssMiB})`);
       } catch (error) {
