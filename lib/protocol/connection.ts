@@ -152,6 +152,8 @@ export class Connection {
   #queuedBytes = 0;
   #timer: NodeJS.Timeout | undefined;
   #timerDue = 0;
+  /** A dead verdict waiting for this turn's socket reads (see #confirmDead). */
+  #confirm: NodeJS.Immediate | undefined;
   #closed = false;
   #closeError: MeshError | undefined;
 
@@ -444,6 +446,8 @@ export class Connection {
   #stopTimer(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#confirm) clearImmediate(this.#confirm);
+    this.#confirm = undefined;
   }
 
   readonly #onTimer = (): void => {
@@ -456,12 +460,43 @@ export class Connection {
     if (lag > LAG_THRESHOLD) this.#heartbeat.stretch(lag);
     const action = this.#heartbeat.check(t);
     if (action === 'dead') {
-      this.#fail(new MeshError('MESH_ERR_HEARTBEAT', `peer ${this.remoteAddress} silent for ${Math.round(this.#heartbeat.silence(t))} ms`));
+      this.#confirmDead(t);
       return;
     }
     if (action === 'ping') this.send({ type: 'PING' });
     this.#armTimer();
   };
+
+  /**
+   * Confirms a dead verdict reached at `checkedAt` once the input that has
+   * already arrived is read. Timers run before the event loop polls the
+   * sockets, so a busy process (one long turn reading many other sockets)
+   * reaches its verdict while the peer's PONG sits unread in the socket
+   * buffer; setImmediate runs after the next poll. A turn that itself took
+   * longer than LAG_THRESHOLD was this process being busy: the deadline
+   * moves by that much and the verdict waits one more turn.
+   */
+  #confirmDead(checkedAt: number): void {
+    this.#confirm = setImmediate(() => {
+      this.#confirm = undefined;
+      if (this.#closed) return;
+      const t = this.#now();
+      const busy = t - checkedAt;
+      if (busy > LAG_THRESHOLD) {
+        this.#heartbeat.stretch(busy);
+        this.#confirmDead(t);
+        return;
+      }
+      const action = this.#heartbeat.check(t);
+      if (action === 'dead') {
+        this.#fail(new MeshError('MESH_ERR_HEARTBEAT', `peer ${this.remoteAddress} silent for ${Math.round(this.#heartbeat.silence(t))} ms`));
+        return;
+      }
+      if (action === 'ping') this.send({ type: 'PING' });
+      this.#armTimer();
+    });
+    this.#confirm.unref();
+  }
 
   /** @internal Builds the established connection around a finished handshake. */
   static establish(framed: FramedSocket, result: HandshakeResult, options: ConnectionOptions, handlers: ConnectionHandlers): Connection {

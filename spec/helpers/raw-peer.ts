@@ -127,7 +127,11 @@ export class TamperProxy {
   readonly server: net.Server;
   readonly sockets = new Set<net.Socket>();
   readonly captured: { up: Buffer[]; down: Buffer[] } = { up: [], down: [] };
+  /** Drops every frame from now on (a frozen peer; the Noise nonces then never line up again). */
   frozen = false;
+  /** Keeps every frame towards the client back, in order, until {@link TamperProxy.release}. */
+  holdingDown = false;
+  readonly #held: Array<{ to: net.Socket; frame: Buffer }> = [];
 
   constructor(targetPort: number, tamper: Tamper = (f) => f) {
     this.server = net.createServer((client) => {
@@ -140,7 +144,9 @@ export class TamperProxy {
           for (const frame of splitter.push(chunk)) {
             this.captured[direction].push(frame);
             const out = tamper(frame, index++, direction);
-            if (out && !this.frozen) to.write(out);
+            if (!out || this.frozen) continue;
+            if (this.holdingDown && direction === 'down') this.#held.push({ to, frame: out });
+            else to.write(out);
           }
         });
         from.on('end', () => to.end());
@@ -150,6 +156,12 @@ export class TamperProxy {
       pipe(client, upstream, 'up');
       pipe(upstream, client, 'down');
     });
+  }
+
+  /** Stops holding: writes the frames held back, in order, now (each write reaches the kernel before this returns). */
+  release(): void {
+    this.holdingDown = false;
+    for (const { to, frame } of this.#held.splice(0)) to.write(frame);
   }
 
   async listen(): Promise<number> {

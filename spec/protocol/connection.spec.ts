@@ -102,6 +102,47 @@ test('idle connections ping and stay up; close() is idempotent and reports a cle
   }
 });
 
+test('a dead verdict waits for the input that has already arrived: a PONG sitting unread after a busy turn keeps the connection up', async () => {
+  const serverKey = getSuite('node').generateKeyPair();
+  const heartbeat = { idleMs: 5000, activeMs: 100, deadMs: 600 };
+  const server = new TestServer({ keyPair: serverKey, role: 'broker', heartbeat });
+  const proxy = new TamperProxy(await server.listen());
+  const closes: Array<MeshError | undefined> = [];
+  const client = await Connection.connect(
+    { host: '127.0.0.1', port: await proxy.listen(), remoteKey: serverKey.publicKey, keyPair: getSuite('node').generateKeyPair(), role: 'node', heartbeat },
+    { onMessage: () => {}, onClose: (e) => closes.push(e) },
+  );
+  try {
+    // Quiet for a while, so going active starts the silence at activeMs:
+    // the client pings every 100 ms and its dead check falls due 500 ms on.
+    await new Promise((r) => setTimeout(r, 300));
+    proxy.holdingDown = true; // the server's PONGs wait in the proxy
+    const activeAt = performance.now();
+    client.setActive(true);
+    await new Promise<void>((resolve) => {
+      setTimeout(() => {
+        // The PONGs reach the client's socket; then this process stays busy
+        // until 20 ms past the dead check, less than the lag it forgives.
+        proxy.release();
+        while (performance.now() < activeAt + 520);
+        resolve();
+      }, 440);
+    });
+    // The overdue check runs before the next poll reads the PONGs.
+    await new Promise((r) => setTimeout(r, 400));
+    assert.deepEqual(
+      closes.map((e) => e?.message),
+      [],
+      'the connection is up: the unread PONGs counted',
+    );
+    assert.equal(client.closed, false);
+  } finally {
+    client.close();
+    await proxy.close();
+    await server.close();
+  }
+});
+
 test('a frozen peer is declared dead within the active heartbeat bound', async () => {
   const serverKey = getSuite('node').generateKeyPair();
   const heartbeat = { idleMs: 1000, activeMs: 50, deadMs: 150 };
