@@ -13,12 +13,18 @@
 // no other spec file competes with them for the CPUs. The script fails if
 // either run fails. `node scripts/run-specs.js PATTERN...` runs only the spec
 // files whose path contains one of the patterns.
-import { readdirSync, statSync } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+//
+// A run that goes quiet has a hung file: the script describes every process
+// of the run (stall-report.js), kills the hung files' processes and lets the
+// run go on. Those files then run once more on their own; the run passes
+// only if its sole failures were hung files and each passes the second
+// time. Every hang is printed with its diagnosis either way.
+import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, relative, resolve, sep } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
-import { reportOptions, stallReport } from './stall-report.js';
+import { fileProcesses, reportOptions, stallReport } from './stall-report.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const specDir = join(root, 'spec');
@@ -59,20 +65,45 @@ const RUN_TIMEOUT_MS = 15 * 60_000;
  * A run that prints nothing for this long has a hung file (every test ends
  * within TEST_TIMEOUT_MS, and each ending is a line): its processes are
  * described, each test process writes a diagnostic report (stall-report.js),
- * and the run is killed. SPEC_QUIET_MS overrides it (to try the diagnosis).
+ * and the hung files' processes are killed. SPEC_QUIET_MS overrides it (to
+ * try the diagnosis).
  */
-const QUIET_MS = Number(process.env.SPEC_QUIET_MS) || 6 * 60_000;
+const QUIET_MS = Number(process.env.SPEC_QUIET_MS) || 5 * 60_000;
+/** Most hung files a run may have and still pass by running them again. */
+const MAX_RERUNS = 2;
 /** Loaded into every test process: see spec/helpers/exit-watch.ts. */
 const EXIT_WATCH = join(root, 'spec', 'helpers', 'exit-watch.ts');
-/** Where the test processes write their diagnostic reports when asked. */
+/** Where the test processes write their diagnostic reports when asked, and the runs their lists of failed files. */
 const REPORT_DIR = join(tmpdir(), `meshd-spec-reports-${process.pid}`);
+/** Writes the failed files of a run (see failed-files-reporter.js). */
+const FAILED_FILES_REPORTER = join(root, 'scripts', 'failed-files-reporter.js');
 
-/** Runs `node --import tsx --test ...extra files` in its own process group; resolves with its exit code (1 when killed or timed out). */
+/**
+ * Runs `node --import tsx --test ...extra files` in its own process group.
+ * Resolves with its exit code (1 when killed or timed out), the files it
+ * killed for hanging, and the files that had a failure (the hung ones
+ * included), as paths relative to the root.
+ */
 function run(label, extra, list) {
-  return new Promise((resolve) => {
+  return new Promise((settle) => {
+    const failedList = join(REPORT_DIR, `failed-${label.replace(/\W+/g, '-')}-${Date.now()}.txt`);
     // exit-watch.ts fails a file that stays alive after its last test (a
     // handle left open), naming what is open, instead of hanging the run.
-    const args = ['--import', 'tsx', '--import', EXIT_WATCH, '--test', '--test-reporter=spec', `--test-timeout=${TEST_TIMEOUT_MS}`, ...extra, ...list];
+    const args = [
+      '--import',
+      'tsx',
+      '--import',
+      EXIT_WATCH,
+      '--test',
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      `--test-reporter=${FAILED_FILES_REPORTER}`,
+      `--test-reporter-destination=${failedList}`,
+      `--test-timeout=${TEST_TIMEOUT_MS}`,
+      ...extra,
+      ...list,
+    ];
+    const hung = [];
     const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${reportOptions(REPORT_DIR)}`.trim() };
     const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['inherit', 'pipe', 'pipe'], detached: true });
     // The output passes through here, so a run that goes quiet is seen.
@@ -104,28 +135,61 @@ function run(label, extra, list) {
       killGroup();
     }, RUN_TIMEOUT_MS);
     let diagnosing = false;
-    const quiet = setInterval(() => {
-      const quietFor = Date.now() - lastOutput;
-      if (quietFor < QUIET_MS || diagnosing) return;
-      diagnosing = true;
-      stallReport(child.pid, quietFor, REPORT_DIR).then(
-        (lines) => {
-          console.error(lines.join('\n'));
-          console.error(`run-specs: the ${label} run hangs; killing it`);
-          killGroup();
-        },
-        (error) => {
-          console.error(`run-specs: could not describe the hung run: ${error.stack ?? error}`);
-          killGroup();
-        },
-      );
-    }, 5000);
+    // The hung files' processes (and what they started) are killed; the
+    // runner reports each as failed and goes on. A run with no file process
+    // left is itself what hangs: it is killed.
+    const killHungFiles = () => {
+      const files = fileProcesses(child.pid);
+      if (files.length === 0) {
+        console.error(`run-specs: the ${label} run hangs with no test file running; killing it`);
+        killGroup();
+        return;
+      }
+      for (const f of files) {
+        const file = relative(root, resolve(root, f.file));
+        console.error(`run-specs: ${file} hangs (pid ${f.pid}); killing its processes (${f.pids.join(' ')})`);
+        hung.push(file);
+        for (const pid of f.pids) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone meanwhile
+          }
+        }
+      }
+      lastOutput = Date.now();
+      diagnosing = false;
+    };
+    const quiet = setInterval(
+      () => {
+        const quietFor = Date.now() - lastOutput;
+        if (quietFor < QUIET_MS || diagnosing) return;
+        diagnosing = true;
+        stallReport(child.pid, quietFor, REPORT_DIR).then(
+          (lines) => {
+            console.error(lines.join('\n'));
+            killHungFiles();
+          },
+          (error) => {
+            console.error(`run-specs: could not describe the hung run: ${error.stack ?? error}`);
+            killHungFiles();
+          },
+        );
+      },
+      Math.min(5000, QUIET_MS / 4),
+    );
     const done = (code) => {
       clearTimeout(watchdog);
       clearInterval(quiet);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      resolve(code);
+      let failedFiles = [];
+      try {
+        failedFiles = readFileSync(failedList, 'utf8').split('\n').filter(Boolean).map((f) => relative(root, resolve(root, f)));
+      } catch {
+        // no failure list: no file is known to have failed
+      }
+      settle({ code, hung, failedFiles });
     };
     child.on('error', (err) => {
       console.error(`run-specs: cannot start the ${label} run: ${err.message}`);
@@ -144,11 +208,35 @@ function run(label, extra, list) {
   });
 }
 
+/**
+ * Runs `list`; when the only failures were files killed for hanging (at most
+ * MAX_RERUNS), runs those once more on their own. Resolves true when it passed.
+ */
+async function runOnce(label, extra, list) {
+  const first = await run(label, extra, list);
+  if (first.code === 0) return true;
+  if (first.hung.length === 0) return false;
+  const others = first.failedFiles.filter((f) => !first.hung.includes(f));
+  if (others.length > 0 || first.failedFiles.length === 0 || first.hung.length > MAX_RERUNS) {
+    console.error(`run-specs: ${first.hung.join(', ')} hung; not run again, since the ${label} run failed otherwise too`);
+    return false;
+  }
+  console.error(`run-specs: the ${label} run failed only because ${first.hung.join(' and ')} hung (see the diagnosis above); running ${first.hung.length === 1 ? 'it' : 'them'} again`);
+  const second = await run(`${label} again`, extra, first.hung);
+  if (second.code !== 0) {
+    console.error(`run-specs: ${first.hung.join(', ')} failed again`);
+    return false;
+  }
+  console.error(`run-specs: HUNG ONCE, PASSED WHEN RUN AGAIN: ${first.hung.join(', ')} (the diagnosis is above)`);
+  return true;
+}
+
+mkdirSync(REPORT_DIR, { recursive: true });
 const failed = [];
-if (others.length > 0 && (await run('spec', [], others)) !== 0) failed.push('specs');
+if (others.length > 0 && !(await runOnce('spec', [], others))) failed.push('specs');
 if (faults.length > 0) {
   console.error(`run-specs: fault suite, ${faults.length} file${faults.length === 1 ? '' : 's'}, one at a time`);
-  if ((await run('fault suite', ['--test-concurrency=1'], faults)) !== 0) failed.push('fault suite');
+  if (!(await runOnce('fault suite', ['--test-concurrency=1'], faults))) failed.push('fault suite');
 }
 if (failed.length > 0) {
   console.error(`run-specs: failed: ${failed.join(' and ')}`);

@@ -59,6 +59,24 @@ function groupMembers(pgid) {
   return out;
 }
 
+/**
+ * The test-file processes of a run: the children of its runner (`node
+ * --test`, pid `runnerPid`, which leads the process group), each running
+ * one spec file, the last argument of its command line. With each, the
+ * pids of its whole process tree (the brokers and workers its tests
+ * started), children first.
+ */
+export function fileProcesses(runnerPid) {
+  const members = groupMembers(runnerPid);
+  const tree = (pid) => members.filter((m) => m.ppid === pid).flatMap((m) => [...tree(m.pid), m.pid]);
+  return members
+    .filter((m) => m.ppid === runnerPid)
+    .map((m) => {
+      const args = (read(`/proc/${m.pid}/cmdline`) ?? '').split('\0').filter(Boolean);
+      return { pid: m.pid, file: args.at(-1) ?? '?', pids: [...tree(m.pid), m.pid] };
+    });
+}
+
 function summarizeReport(path) {
   let report;
   try {

@@ -59,7 +59,10 @@ test(`${CLIENTS} concurrent clients × ${REQUESTS_EACH} requests through one bro
         Array.from({ length: REQUESTS_EACH }, (_, j) => {
           const payload = Buffer.concat([Buffer.from(`${i}/${j}/`), randomBytes(16 + ((i * 7 + j * 131) % 2048))]);
           sentPayloads.push(payload.toString('hex'));
-          return book.track(`client-${i}/${j}`, payload, node.request('echo', payload, { timeout: 10_000, retries: 2 }));
+          // One attempt may take the whole 10 s: a request goes out again
+          // (flagged dup) only when its link fails (a heartbeat verdict, say),
+          // never because a loaded machine made the queue slow.
+          return book.track(`client-${i}/${j}`, payload, node.request('echo', payload, { timeout: 10_000, attemptTimeout: 10_000, retries: 2 }));
         }),
       ),
     );
