@@ -86,25 +86,25 @@ function killedPids(stderr: string): number[] {
 }
 
 /**
- * How `pid` stands: 'gone', 'zombie' (killed, not reaped), or its /proc
- * status lines for an assertion message. A hung file's processes include the
- * esbuild service that tsx starts; killed together with its parent, it is
- * left to the machine's init to reap, and the init of a container may never
- * do so: a zombie is dead all the same.
+ * Undefined when `pid` is gone or a zombie (killed, not reaped), else its
+ * /proc status lines, for an assertion message. A hung file's processes
+ * include the esbuild service that tsx starts; killed together with its
+ * parent, it is left to the machine's init to reap, and the init of a
+ * container may never do so: a zombie is dead all the same.
  */
-function state(pid: number): 'gone' | 'zombie' | string {
+function living(pid: number): string | undefined {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return 'gone';
+    return undefined;
   }
   // The state letter follows the command name, which is in parentheses.
-  if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return 'zombie';
+  if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return undefined;
   try {
     return readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').slice(0, 8).join('; ');
   } catch {
-    return 'gone';
+    return undefined;
   }
 }
 
@@ -112,8 +112,11 @@ function state(pid: number): 'gone' | 'zombie' | string {
 async function survivors(pids: readonly number[]): Promise<string[]> {
   const deadline = Date.now() + 5000;
   for (;;) {
-    const left = pids.map((pid) => ({ pid, s: state(pid) })).filter(({ s }) => s !== 'gone' && s !== 'zombie');
-    if (left.length === 0 || Date.now() > deadline) return left.map(({ pid, s }) => `pid ${pid}: ${s}`);
+    const left = pids.flatMap((pid) => {
+      const status = living(pid);
+      return status === undefined ? [] : [`pid ${pid}: ${status}`];
+    });
+    if (left.length === 0 || Date.now() > deadline) return left;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
