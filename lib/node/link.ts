@@ -8,6 +8,8 @@ import type { Message } from '../protocol/messages.ts';
 
 /** A link to one broker, as both halves of a node use it. */
 export interface Link {
+  /** The broker's public key, base64url. */
+  readonly key: string;
   /** Largest payload the broker accepts (from its HELLO); 0 when not connected. */
   readonly peerMaxPayload: number;
   /** Sends a message if the link is up; false otherwise (nothing was sent). */
@@ -20,8 +22,6 @@ export interface Link {
 
 /** A link as the requester (the client half) uses it. */
 export interface ClientLink extends Link {
-  /** The broker's key, base64url. */
-  readonly key: string;
   /** Up, welcomed and not draining: may take new requests. */
   readonly healthy: boolean;
   /**

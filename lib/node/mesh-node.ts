@@ -247,8 +247,8 @@ export class MeshNode extends EventSource<MeshNodeEvent> {
   }
 
   /**
-   * Offers a service. The handler gets `{ id, payload, sender, attempt, dup,
-   * service, ttl, signal }` and returns bytes or a string (or a promise of
+   * Offers a service. The handler gets `{ id, payload, sender, broker,
+   * attempt, dup, service, trace, ttl, signal }` and returns bytes or a string (or a promise of
    * them); a thrown error reaches the client as MESH_ERR_HANDLER with its
    * message. At most `concurrency` (default 16) requests run at once.
    * The returned handle's `close()` (or `await using`), or aborting
@@ -280,6 +280,7 @@ export class MeshNode extends EventSource<MeshNodeEvent> {
             id: request.id,
             payload: request.payload,
             sender: request.sender,
+            broker: request.broker,
             attempt: request.attempt,
             dup: request.dup,
             service: request.service,

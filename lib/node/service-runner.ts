@@ -24,6 +24,12 @@ export interface IncomingRequest {
   readonly payload: Buffer;
   /** Who sent it, as authenticated and stamped by the broker. */
   readonly sender: { readonly key: string; readonly name: string };
+  /**
+   * The public key (base64url) of the broker it arrived through: the key in
+   * that broker's `mesh://KEY@HOST:PORT` address and in the node's broker
+   * events. The reply goes back through it while it is up.
+   */
+  readonly broker: string;
   /** The attempt that reached this worker first. */
   readonly attempt: number;
   /** Set when an earlier attempt may have run somewhere. */
@@ -290,6 +296,7 @@ export class ServiceRunner {
       id: m.id,
       payload: Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength),
       sender: { key: senderKey, name: m.senderName ?? '' },
+      broker: link.key,
       attempt: m.attempt,
       dup: m.dup,
       service: m.service,

@@ -48,18 +48,29 @@ test('a burst of 3,000 requests of 4 KiB made at once (12 MiB, over the 8 MiB ou
   }
 });
 
-test('the handler sees the authenticated sender, attempt and dup', async () => {
+test('the handler sees the authenticated sender, the broker it came through, attempt and dup (callback and iterator)', async () => {
   const mesh = await MeshFixture.start(registry);
   try {
     const w = await mesh.node(worker);
-    const seen: Array<{ name: string; key: string; attempt: number; dup: boolean }> = [];
+    const seen: Array<{ name: string; key: string; broker: string; attempt: number; dup: boolean }> = [];
     w.serve('who', (req) => {
-      seen.push({ name: req.sender.name, key: req.sender.key, attempt: req.attempt, dup: req.dup });
+      seen.push({ name: req.sender.name, key: req.sender.key, broker: req.broker, attempt: req.attempt, dup: req.dup });
       return 'ok';
     });
+    const iterator = w.requests('who-iter');
+    void (async () => {
+      for await (const req of iterator) {
+        seen.push({ name: req.sender.name, key: req.sender.key, broker: req.broker, attempt: req.attempt, dup: req.dup });
+        req.reply('ok');
+      }
+    })();
     const c = await mesh.node(client);
     assert.equal((await c.request('who', 'x')).toString(), 'ok');
-    assert.deepEqual(seen, [{ name: 'client-1', key: client.key, attempt: 1, dup: false }]);
+    assert.equal((await c.request('who-iter', 'x')).toString(), 'ok');
+    await iterator.return?.();
+    const expected = { name: 'client-1', key: client.key, broker: mesh.broker.key, attempt: 1, dup: false };
+    assert.match(mesh.broker.address, new RegExp(`^mesh://${expected.broker}@`));
+    assert.deepEqual(seen, [expected, expected]);
   } finally {
     await mesh.close();
   }
