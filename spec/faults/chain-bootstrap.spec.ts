@@ -48,7 +48,7 @@ test('chain bootstrap of 5 brokers converges to all-know-all within 5 rounds', {
         executedTwice: 0,
         dupExecutions: 0,
         dupWithoutFlag: 0,
-        rerunByLiveWorker: 0,
+        rerunByLiveWorker: 0, rerunAfterBrokerStop: 0,
         repliedUnexecuted: 0,
         maxLatencyMs: 0,
         p99LatencyMs: 0,

@@ -12,6 +12,16 @@ import type { Cluster, Execution, RequestRecord } from './harness.ts';
  */
 const ORDER_SLACK_MS = 25;
 
+/**
+ * A broker tells a client which worker has its request (DISPATCHED) at the
+ * end of the event-loop turn that dispatched it. A broker crashed or frozen
+ * in that instant leaves the client without the worker hint, so its resend
+ * may run elsewhere (with dup): allowed for executions that this broker
+ * dispatched and that started no more than this many ms before it stopped
+ * (one long turn).
+ */
+const DISPATCH_ACK_MS = 100;
+
 /** Numbers of one scenario. */
 export interface FateSummary {
   scenario: string;
@@ -37,8 +47,10 @@ export interface FateSummary {
   dupExecutions: number;
   /** Requests that ran more than once where an execution after the first lacked dup. */
   dupWithoutFlag: number;
-  /** Requests run again although every earlier execution's worker was alive (not killed before the rerun). */
+  /** Requests run again although every earlier execution's worker was alive (not killed before the rerun), and not for the reason below. */
   rerunByLiveWorker: number;
+  /** Requests run again because the broker that dispatched them crashed or froze before the client heard which worker had them (allowed, with dup). */
+  rerunAfterBrokerStop: number;
   /** Replies for which no worker reported an execution. */
   repliedUnexecuted: number;
   maxLatencyMs: number;
@@ -55,6 +67,7 @@ export interface FateDetails {
   readonly unclear: string[];
   readonly dupWithoutFlag: string[];
   readonly rerunByLiveWorker: string[];
+  readonly rerunAfterBrokerStop: string[];
   readonly repliedUnexecuted: string[];
   readonly slow: string[];
 }
@@ -62,7 +75,8 @@ export interface FateDetails {
 function describe(c: Cluster, r: RequestRecord, execs: readonly Execution[]): string {
   const outcome = r.outcome === undefined ? 'unsettled' : r.outcome.kind === 'reply' ? (r.outcome.ok ? 'reply' : 'WRONG reply') : `${r.outcome.code}: ${r.outcome.message}`;
   const t0 = c.startedAt;
-  const ex = execs.map((e) => `${c.workers[e.worker]?.name ?? e.worker}(pid ${e.pid}) id=${e.idHex.slice(0, 12)} attempt=${e.attempt} dup=${e.dup} at=${Math.round(e.at - t0)}ms`);
+  const brokerName = (key: string): string => c.brokers.find((b) => b.key === key)?.name ?? key.slice(0, 8);
+  const ex = execs.map((e) => `${c.workers[e.worker]?.name ?? e.worker}(pid ${e.pid}) id=${e.idHex.slice(0, 12)} attempt=${e.attempt} dup=${e.dup} via=${brokerName(e.broker)} at=${Math.round(e.at - t0)}ms`);
   return `#${r.seq} ${r.payload} start=${Math.round(r.start - t0)}ms ${r.end === undefined ? '' : `took=${Math.round(r.end - r.start)}ms `}${outcome}; executions: [${ex.join('; ')}]`;
 }
 
@@ -75,7 +89,7 @@ export function fates(c: Cluster, loadMs: number, extra: Record<string, unknown>
     byPayload.set(e.payload, list);
   }
   const failedCodes: Record<string, number> = {};
-  const details: FateDetails = { lost: [], unclear: [], dupWithoutFlag: [], rerunByLiveWorker: [], repliedUnexecuted: [], slow: [] };
+  const details: FateDetails = { lost: [], unclear: [], dupWithoutFlag: [], rerunByLiveWorker: [], rerunAfterBrokerStop: [], repliedUnexecuted: [], slow: [] };
   const latencies: number[] = [];
   let replied = 0;
   let failed = 0;
@@ -86,6 +100,7 @@ export function fates(c: Cluster, loadMs: number, extra: Record<string, unknown>
   let dupExecutions = 0;
   let dupWithoutFlag = 0;
   let rerun = 0;
+  let rerunAfterBrokerStop = 0;
   let unexecuted = 0;
   let maxFailMs = 0;
   for (const r of c.records) {
@@ -124,14 +139,21 @@ export function fates(c: Cluster, loadMs: number, extra: Record<string, unknown>
         dupWithoutFlag++;
         details.dupWithoutFlag.push(describe(c, r, execs));
       }
-      // A rerun is justified only when every earlier execution's worker had been killed by then.
-      const unjustified = execs.some((later, j) => j > 0 && execs.slice(0, j).some((earlier) => {
+      // A rerun is justified when every earlier execution's worker had been
+      // killed by then, or the broker that dispatched it stopped in the
+      // instant after (before its DISPATCHED reached the client).
+      const reasons = execs.flatMap((later, j) => execs.slice(0, j).map((earlier) => {
         const killedAt = c.workers[earlier.worker]?.killedAt;
-        return killedAt === undefined || killedAt > later.at;
+        if (killedAt !== undefined && killedAt <= later.at) return 'worker';
+        const stops = c.brokers.find((b) => b.key === earlier.broker)?.stops ?? [];
+        return stops.some((at) => at <= later.at && earlier.at >= at - DISPATCH_ACK_MS) ? 'broker' : 'none';
       }));
-      if (unjustified) {
+      if (reasons.includes('none')) {
         rerun++;
         details.rerunByLiveWorker.push(describe(c, r, execs));
+      } else if (reasons.includes('broker')) {
+        rerunAfterBrokerStop++;
+        details.rerunAfterBrokerStop.push(describe(c, r, execs));
       }
     }
   }
@@ -158,6 +180,7 @@ export function fates(c: Cluster, loadMs: number, extra: Record<string, unknown>
     dupExecutions,
     dupWithoutFlag,
     rerunByLiveWorker: rerun,
+    rerunAfterBrokerStop,
     repliedUnexecuted: unexecuted,
     maxLatencyMs: Math.round(max),
     p99LatencyMs: Math.round(p99),
@@ -166,6 +189,7 @@ export function fates(c: Cluster, loadMs: number, extra: Record<string, unknown>
       ...extra,
       clientDisconnects: c.clientEvents.filter((e) => e.event === 'disconnect').length,
       ...(details.rerunByLiveWorker.length > 0 ? { rerunExamples: details.rerunByLiveWorker.slice(0, 3) } : {}),
+      ...(details.rerunAfterBrokerStop.length > 0 ? { rerunAfterBrokerStopExamples: details.rerunAfterBrokerStop.slice(0, 3) } : {}),
     },
   };
   return { summary, details };

@@ -5,7 +5,8 @@
 // stdout, one line each:
 //   ready                                  connected and serving
 //   healthy KEY,KEY,...                    the brokers it may take work from, on every change
-//   exec IDHEX ATTEMPT DUP PAYLOAD         a handler execution starts (DUP is 0 or 1)
+//   exec IDHEX ATTEMPT DUP BROKER PAYLOAD  a handler execution starts (DUP is 0 or 1,
+//                                          BROKER the key of the broker it came through)
 // The handler waits delayMs, then echoes the payload. Exits when stdin closes
 // (the test process is gone) or on SIGTERM (drain first).
 import { MeshNode } from '../../lib/node/mesh-node.ts';
@@ -67,7 +68,7 @@ setInterval(report, 200).unref();
 node.serve(
   config.service,
   async (req) => {
-    line(`exec ${Buffer.from(req.id).toString('hex')} ${req.attempt} ${req.dup ? 1 : 0} ${req.payload.toString('latin1').slice(0, 200)}`);
+    line(`exec ${Buffer.from(req.id).toString('hex')} ${req.attempt} ${req.dup ? 1 : 0} ${req.broker} ${req.payload.toString('latin1').slice(0, 200)}`);
     await new Promise((r) => setTimeout(r, config.delayMs));
     return req.payload;
   },

@@ -67,6 +67,12 @@ export class BrokerHandle {
   readonly keyFile: string;
   /** Every process that ran this broker, oldest first. */
   readonly generations: FaultProcess[] = [];
+  /**
+   * When the test crashed or froze it (SIGKILL, SIGSTOP; performance.now()):
+   * a request it dispatched in the instant before, whose client never heard
+   * which worker had it (DISPATCHED), may run again elsewhere, with dup.
+   */
+  readonly stops: number[] = [];
   #args: string[] = [];
   #nodeFlags: string[] = [];
 
@@ -121,11 +127,13 @@ export class BrokerHandle {
 
   /** Sends a signal to the current process by pid. */
   signal(signal: NodeJS.Signals): boolean {
+    if ((signal === 'SIGSTOP' || signal === 'SIGKILL') && this.alive) this.stops.push(performance.now());
     return this.proc?.signal(signal) ?? false;
   }
 
   /** SIGKILL and wait for the exit (bounded). */
   async kill(): Promise<void> {
+    if (this.alive) this.stops.push(performance.now());
     this.proc?.signal('SIGCONT');
     await this.proc?.kill();
   }
@@ -185,6 +193,8 @@ export interface Execution {
   readonly idHex: string;
   readonly attempt: number;
   readonly dup: boolean;
+  /** The key of the broker it came through. */
+  readonly broker: string;
   readonly payload: string;
   readonly at: number;
 }
@@ -381,8 +391,8 @@ export class Cluster {
       stdin: true,
       onLine: (line) => {
         if (!line.text.startsWith('exec ')) return;
-        const [, idHex, attempt, dup, payload] = line.text.split(' ');
-        this.executions.push({ worker: w.index, pid: proc.pid, idHex: idHex ?? '', attempt: Number(attempt), dup: dup === '1', payload: payload ?? '', at: line.at });
+        const [, idHex, attempt, dup, broker, payload] = line.text.split(' ');
+        this.executions.push({ worker: w.index, pid: proc.pid, idHex: idHex ?? '', attempt: Number(attempt), dup: dup === '1', broker: broker ?? '', payload: payload ?? '', at: line.at });
       },
     });
     w.proc = proc;
