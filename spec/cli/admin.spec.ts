@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
-import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,6 +21,7 @@ import { jsonLogger } from '../../bin/log.ts';
 import { AdminServer } from '../../bin/admin/admin-server.ts';
 import { MESHD_METRICS } from '../../bin/admin/admin-metrics.ts';
 import type { StatusDocument } from '../../bin/admin/admin-status.ts';
+import { closedPort } from '../helpers/ports.ts';
 import { Children, describeRun, logLines } from './children.ts';
 import type { Daemon } from './children.ts';
 
@@ -52,17 +52,6 @@ function http(url: string, options: { method?: string; body?: string } = {}): Pr
   });
 }
 
-/** A port on 127.0.0.1 nothing listens on (bound, then released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** One sample of the Prometheus text format. */
 interface Sample {
@@ -300,7 +289,7 @@ void describe('meshd broker --admin: the endpoint, meshd status and meshd top (c
   });
 
   void test('errors: nothing there is MESH_ERR_CONNECTION, another server MESH_ERR_PROTOCOL, a bad URL a usage error', async () => {
-    const port = await freePort();
+    const port = await closedPort();
     const other = (await import('node:http')).createServer((_req, res) => res.writeHead(404).end('nope'));
     await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
     const otherUrl = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;

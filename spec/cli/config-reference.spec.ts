@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,6 +17,7 @@ import { parse as parseYaml } from 'yaml';
 import { envVariable } from '../../bin/cli.ts';
 import { broker, readBrokerConfig } from '../../bin/commands/broker.ts';
 import { MeshError, encodeKey, generateKeyPair, writeKeyFileSync } from '../../lib/index.ts';
+import { freePort } from '../helpers/ports.ts';
 import { Children, describeRun, logLines, root } from './children.ts';
 
 const CLI_MD = readFileSync(join(root, 'docs', 'cli.md'), 'utf8');
@@ -173,14 +173,6 @@ function errorOf(f: () => unknown): string {
   return assert.fail('expected MESH_ERR_CONFIG');
 }
 
-/** A free TCP port on 127.0.0.1 (bound, then released). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 void describe('docs/broker.example.yaml', () => {
   const children = new Children();

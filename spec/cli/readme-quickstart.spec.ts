@@ -8,11 +8,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ChildHandle } from '../helpers/child-harness.ts';
+import { freePort } from '../helpers/ports.ts';
 import { MESHD_BIN, MESHD_NODE_FLAGS, root } from '../helpers/meshd-bin.ts';
 import { childEnv } from './children.ts';
 
@@ -37,16 +37,6 @@ function quickstartBlocks(section = SECTION): string[] {
   return blocks;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** A bash process running one block, in its own process group (its pid is the group's id). */
 function bash(script: string, cwd: string, env: NodeJS.ProcessEnv): ChildHandle {

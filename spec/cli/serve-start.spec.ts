@@ -4,26 +4,15 @@
 // SIGTERM while it waits exits 0. Real child processes on 127.0.0.1.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { encodeKey, formatBrokerAddress, generateKeyPair, writeKeyFileSync } from '../../lib/index.ts';
+import { closedPort, freePort } from '../helpers/ports.ts';
 import { Children, describeRun, logLines } from './children.ts';
 
 const START_MS = 30_000;
 
-/** A TCP port on 127.0.0.1 that nothing listens on (bound, then released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 void describe('meshd serve before its broker', { concurrency: true }, () => {
   const children = new Children();
@@ -72,14 +61,14 @@ void describe('meshd serve before its broker', { concurrency: true }, () => {
   });
 
   void test('--connect-timeout gives up with MESH_ERR_TIMEOUT (exit 1) and the last error', async () => {
-    const url = formatBrokerAddress({ key: brokerKey, host: '127.0.0.1', port: await freePort() });
+    const url = formatBrokerAddress({ key: brokerKey, host: '127.0.0.1', port: await closedPort() });
     const r = await children.run(['serve', '--broker', url, '--key', file('worker.key'), 'echo', '--echo', '--connect-timeout', '1500']);
     assert.equal(r.status, 1, describeRun(r));
     assert.match(r.stderr, /^MESH_ERR_TIMEOUT: no broker accepted the worker within --connect-timeout 1500 ms \(last error: MESH_ERR_CONNECTION/m);
   });
 
   void test('SIGTERM while it waits for a first broker exits 0', async () => {
-    const url = formatBrokerAddress({ key: brokerKey, host: '127.0.0.1', port: await freePort() });
+    const url = formatBrokerAddress({ key: brokerKey, host: '127.0.0.1', port: await closedPort() });
     const worker = children.start(['serve', '--broker', url, '--key', file('worker.key'), 'echo', '--echo']);
     await worker.stderrMatch(/"event":"connect-retry"/, START_MS);
     worker.child.kill('SIGTERM');

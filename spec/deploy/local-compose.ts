@@ -10,10 +10,10 @@
 // address left unmapped is an error, so no child ever dials outside
 // 127.0.0.0/8.
 import { mkdirSync, symlinkSync } from 'node:fs';
-import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { childEnv } from '../cli/children.ts';
 import { MESHD_BIN } from '../helpers/meshd-bin.ts';
+import { freePort } from '../helpers/ports.ts';
 import { argvOf, isMapping, serviceVolumes } from './compose-check.ts';
 import type { Mapping } from './compose-check.ts';
 
@@ -33,17 +33,6 @@ export interface LocalService {
   readonly cwd: string;
 }
 
-/** A free TCP port on 127.0.0.1 (bound, then released). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
