@@ -90,6 +90,10 @@ export type { MeshNodeStats } from './node/mesh-node.ts';
 export { DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRIES } from './node/requester.ts';
 /** Options of one request. */
 export type { RequestOptions } from './node/requester.ts';
+/** The diagnostics channel on which a client says which worker has each request (`meshd:request:dispatched`). */
+export { DISPATCHED_CHANNEL } from './node/requester.ts';
+/** What a client publishes on that channel. */
+export type { DispatchedMessage } from './node/requester.ts';
 /** Bounds of a node's requests awaiting an answer (`pending` option): 65,536 requests, 256 MiB of payload. */
 export { DEFAULT_PENDING_LIMITS } from './node/requester.ts';
 /** Bounds of a node's requests awaiting an answer, type. */

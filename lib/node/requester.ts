@@ -6,7 +6,9 @@
  * (docs/api.md#calling-a-service).
  */
 import { randomFillSync } from 'node:crypto';
+import { channel } from 'node:diagnostics_channel';
 import { MeshError, isErrorCode } from '../errors.ts';
+import { encodeKey } from '../crypto/keys.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { Message } from '../protocol/messages.ts';
 import { MAX_ATTEMPT, MAX_TRACE_LENGTH, SERVICE_NAME, TRACE } from '../protocol/messages.ts';
@@ -14,6 +16,26 @@ import type { ClientLink, ClientPool } from './link.ts';
 import type { Clock, TimerHandle } from './clock.ts';
 import { RetryBudget } from './retry-budget.ts';
 import { hexOf, requestIdSource } from '../protocol/request-ids.ts';
+
+/**
+ * The name of the diagnostics channel (node:diagnostics_channel) on which a
+ * client publishes a {@link DispatchedMessage} each time a broker tells it
+ * which worker has one of its requests.
+ */
+export const DISPATCHED_CHANNEL = 'meshd:request:dispatched';
+
+/** What a client publishes on {@link DISPATCHED_CHANNEL}. */
+export interface DispatchedMessage {
+  /** The request id (16 bytes, the same on every attempt). */
+  readonly id: Uint8Array;
+  readonly service: string;
+  /** The public key (base64url) of the broker that dispatched it. */
+  readonly broker: string;
+  /** The public key (base64url) of the worker that has it: a resend goes to it first. */
+  readonly worker: string;
+}
+
+const dispatchedChannel = channel(DISPATCHED_CHANNEL);
 
 /** Options of one request. */
 export interface RequestOptions {
@@ -265,6 +287,7 @@ export class Requester {
           if (o && (o.link === link || o.hint === undefined)) {
             o.dispatched = true;
             o.hint = d.worker;
+            if (dispatchedChannel.hasSubscribers) dispatchedChannel.publish({ id: d.id, service: o.service, broker: link.key, worker: encodeKey(d.worker) } satisfies DispatchedMessage);
           }
         }
         return;

@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { MeshError } from '../../lib/errors.ts';
+import { DISPATCHED_CHANNEL } from '../../lib/index.ts';
+import type { DispatchedMessage } from '../../lib/index.ts';
 import { MeshFixture, party, registryOf, sleep, until } from '../helpers/mesh.ts';
 
 const client = party('client-1');
@@ -72,6 +75,31 @@ test('the handler sees the authenticated sender, the broker it came through, att
     assert.match(mesh.broker.address, new RegExp(`^mesh://${expected.broker}@`));
     assert.deepEqual(seen, [expected, expected]);
   } finally {
+    await mesh.close();
+  }
+});
+
+test('the client publishes each DISPATCHED on the meshd:request:dispatched diagnostics channel: id, service, broker and worker keys', async () => {
+  const mesh = await MeshFixture.start(registry);
+  const published: DispatchedMessage[] = [];
+  const listener = (m: unknown): void => void published.push(m as DispatchedMessage);
+  subscribe(DISPATCHED_CHANNEL, listener);
+  try {
+    const w = await mesh.node(worker);
+    const ids: string[] = [];
+    w.serve('traced', (req) => {
+      ids.push(Buffer.from(req.id).toString('hex'));
+      return 'ok';
+    });
+    const c = await mesh.node(client);
+    await Promise.all([c.request('traced', 'a'), c.request('traced', 'b')]);
+    assert.equal(DISPATCHED_CHANNEL, 'meshd:request:dispatched');
+    assert.deepEqual(
+      published.map((m) => ({ id: Buffer.from(m.id).toString('hex'), service: m.service, broker: m.broker, worker: m.worker })).sort((a, b) => a.id.localeCompare(b.id)),
+      ids.sort().map((id) => ({ id, service: 'traced', broker: mesh.broker.key, worker: worker.key })),
+    );
+  } finally {
+    unsubscribe(DISPATCHED_CHANNEL, listener);
     await mesh.close();
   }
 });
