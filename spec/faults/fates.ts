@@ -12,15 +12,6 @@ import type { Cluster, Execution, RequestRecord } from './harness.ts';
  */
 const ORDER_SLACK_MS = 25;
 
-/**
- * A broker tells a client which worker has its request (DISPATCHED) at the
- * end of the event-loop turn that dispatched it. A broker crashed or frozen
- * in that instant leaves the client without the worker hint, so its resend
- * may run elsewhere (with dup): allowed for executions that this broker
- * dispatched and that started no more than this many ms before it stopped
- * (one long turn).
- */
-const DISPATCH_ACK_MS = 100;
 
 /** Numbers of one scenario. */
 export interface FateSummary {
@@ -77,7 +68,9 @@ function describe(c: Cluster, r: RequestRecord, execs: readonly Execution[]): st
   const t0 = c.startedAt;
   const brokerName = (key: string): string => c.brokers.find((b) => b.key === key)?.name ?? key.slice(0, 8);
   const ex = execs.map((e) => `${c.workers[e.worker]?.name ?? e.worker}(pid ${e.pid}) id=${e.idHex.slice(0, 12)} attempt=${e.attempt} dup=${e.dup} via=${brokerName(e.broker)} at=${Math.round(e.at - t0)}ms`);
-  return `#${r.seq} ${r.payload} start=${Math.round(r.start - t0)}ms ${r.end === undefined ? '' : `took=${Math.round(r.end - r.start)}ms `}${outcome}; executions: [${ex.join('; ')}]`;
+  const workerName = (key: string): string => c.workers.find((w) => w.party.key === key)?.name ?? key.slice(0, 8);
+  const heard = [...new Set(execs.map((e) => e.idHex))].flatMap((id) => c.dispatched.get(id) ?? []).map((d) => `${workerName(d.worker)} from ${brokerName(d.broker)} at=${Math.round(d.at - t0)}ms`);
+  return `#${r.seq} ${r.payload} start=${Math.round(r.start - t0)}ms ${r.end === undefined ? '' : `took=${Math.round(r.end - r.start)}ms `}${outcome}; executions: [${ex.join('; ')}]; client heard DISPATCHED: [${heard.join('; ')}]`;
 }
 
 /** Computes the fates of every request the cluster's client sent. */
@@ -140,13 +133,17 @@ export function fates(c: Cluster, loadMs: number, extra: Record<string, unknown>
         details.dupWithoutFlag.push(describe(c, r, execs));
       }
       // A rerun is justified when every earlier execution's worker had been
-      // killed by then, or the broker that dispatched it stopped in the
-      // instant after (before its DISPATCHED reached the client).
+      // killed by then, or when the broker that dispatched it was killed or
+      // frozen before the client heard which worker had it (its DISPATCHED
+      // goes at the end of the turn that dispatched): the client's resend
+      // then carries no worker hint (docs/architecture.md).
       const reasons = execs.flatMap((later, j) => execs.slice(0, j).map((earlier) => {
         const killedAt = c.workers[earlier.worker]?.killedAt;
         if (killedAt !== undefined && killedAt <= later.at) return 'worker';
         const stops = c.brokers.find((b) => b.key === earlier.broker)?.stops ?? [];
-        return stops.some((at) => at <= later.at && earlier.at >= at - DISPATCH_ACK_MS) ? 'broker' : 'none';
+        const workerKey = c.workers[earlier.worker]?.party.key;
+        const heard = (c.dispatched.get(earlier.idHex) ?? []).some((d) => d.worker === workerKey && d.at <= later.at);
+        return !heard && stops.some((at) => at <= later.at) ? 'broker' : 'none';
       }));
       if (reasons.includes('none')) {
         rerun++;

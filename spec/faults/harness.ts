@@ -10,7 +10,10 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { MeshNode } from '../../lib/node/mesh-node.ts';
+import { DISPATCHED_CHANNEL } from '../../lib/node/requester.ts';
+import type { DispatchedMessage } from '../../lib/node/requester.ts';
 import { MeshError } from '../../lib/errors.ts';
 import { getSuite } from '../../lib/crypto/suites.ts';
 import { encodeKey, writeKeyFileSync } from '../../lib/crypto/keys.ts';
@@ -297,6 +300,18 @@ export class Cluster {
   client: MeshNode | undefined;
   readonly records: RequestRecord[] = [];
   readonly executions: Execution[] = [];
+  /**
+   * What the client heard of where its requests run (the DISPATCHED it took
+   * as worker hints, from the diagnostics channel), by request id in hex.
+   */
+  readonly dispatched = new Map<string, Array<{ at: number; broker: string; worker: string }>>();
+  readonly #onDispatched = (m: unknown): void => {
+    const d = m as DispatchedMessage;
+    const idHex = Buffer.from(d.id).toString('hex');
+    const list = this.dispatched.get(idHex) ?? [];
+    list.push({ at: performance.now(), broker: d.broker, worker: d.worker });
+    this.dispatched.set(idHex, list);
+  };
   /** Client link events: `connect` / `disconnect` / `drain` with the broker key. */
   readonly clientEvents: Array<{ at: number; event: string; broker: string; code?: string | undefined }> = [];
   readonly startedAt = performance.now();
@@ -340,6 +355,7 @@ export class Cluster {
       await Promise.all(c.brokers.map((b) => b.start()));
       await Promise.all(c.workers.map((w) => c.#startWorker(w)));
       if (options.client !== false) {
+        subscribe(DISPATCHED_CHANNEL, c.#onDispatched);
         const client = await MeshNode.connect({ brokers: c.clientSeeds(), key: c.clientParty.keyPair, name: c.clientParty.name, suite, timeout: 15_000 });
         c.client = client;
         const log = (event: string) => (e: { broker: string; error?: MeshError | undefined }) => c.clientEvents.push({ at: performance.now(), event, broker: keyOfUrl(e.broker), code: e.error?.code });
@@ -566,6 +582,7 @@ export class Cluster {
   async close(): Promise<void> {
     const logDir = process.env.FAULT_LOG_DIR;
     if (logDir) this.dumpLogs(logDir);
+    unsubscribe(DISPATCHED_CHANNEL, this.#onDispatched);
     const client = this.client;
     this.client = undefined;
     if (client) {
