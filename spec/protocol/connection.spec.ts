@@ -25,6 +25,24 @@ async function pair(initiatorSuite: SuiteName, responderSuite: SuiteName, extra:
   return { server, client, serverConn: server.accepted[0]!, received, closes, serverKey, clientKey };
 }
 
+/** A client Connection to a TestServer through a TamperProxy, both with `heartbeat`; `closes` gets the client's close reasons. */
+async function proxied(heartbeat: { idleMs: number; activeMs: number; deadMs: number }) {
+  const serverKey = getSuite('node').generateKeyPair();
+  const server = new TestServer({ keyPair: serverKey, role: 'broker', heartbeat });
+  const proxy = new TamperProxy(await server.listen());
+  const closes: Array<MeshError | undefined> = [];
+  const client = await Connection.connect(
+    { host: '127.0.0.1', port: await proxy.listen(), remoteKey: serverKey.publicKey, keyPair: getSuite('node').generateKeyPair(), role: 'node', heartbeat },
+    { onMessage: () => {}, onClose: (e) => closes.push(e) },
+  );
+  const close = async (): Promise<void> => {
+    client.close();
+    await proxy.close();
+    await server.close();
+  };
+  return { proxy, client, closes, close };
+}
+
 const request = (payload: Uint8Array, i = 0): RequestMessage => ({ type: 'REQUEST', id: Buffer.alloc(16, i), service: 'echo', attempt: 1, dup: false, ttl: 1000, payload });
 
 for (const [a, b] of [['node', 'node'], ['noble', 'noble'], ['node', 'noble'], ['noble', 'node']] as Array<[SuiteName, SuiteName]>) {
@@ -103,15 +121,7 @@ test('idle connections ping and stay up; close() is idempotent and reports a cle
 });
 
 test('a dead verdict waits for the input that has already arrived: a PONG sitting unread after a busy turn keeps the connection up', async () => {
-  const serverKey = getSuite('node').generateKeyPair();
-  const heartbeat = { idleMs: 5000, activeMs: 100, deadMs: 600 };
-  const server = new TestServer({ keyPair: serverKey, role: 'broker', heartbeat });
-  const proxy = new TamperProxy(await server.listen());
-  const closes: Array<MeshError | undefined> = [];
-  const client = await Connection.connect(
-    { host: '127.0.0.1', port: await proxy.listen(), remoteKey: serverKey.publicKey, keyPair: getSuite('node').generateKeyPair(), role: 'node', heartbeat },
-    { onMessage: () => {}, onClose: (e) => closes.push(e) },
-  );
+  const { proxy, client, closes, close } = await proxied({ idleMs: 5000, activeMs: 100, deadMs: 600 });
   try {
     // Quiet for a while, so going active starts the silence at activeMs:
     // the client pings every 100 ms and its dead check falls due 500 ms on.
@@ -137,22 +147,12 @@ test('a dead verdict waits for the input that has already arrived: a PONG sittin
     );
     assert.equal(client.closed, false);
   } finally {
-    client.close();
-    await proxy.close();
-    await server.close();
+    await close();
   }
 });
 
 test('a frozen peer is declared dead within the active heartbeat bound', async () => {
-  const serverKey = getSuite('node').generateKeyPair();
-  const heartbeat = { idleMs: 1000, activeMs: 50, deadMs: 150 };
-  const server = new TestServer({ keyPair: serverKey, role: 'broker', heartbeat });
-  const proxy = new TamperProxy(await server.listen());
-  const closes: Array<MeshError | undefined> = [];
-  const client = await Connection.connect(
-    { host: '127.0.0.1', port: await proxy.listen(), remoteKey: serverKey.publicKey, keyPair: getSuite('node').generateKeyPair(), role: 'node', heartbeat },
-    { onMessage: () => {}, onClose: (e) => closes.push(e) },
-  );
+  const { proxy, client, closes, close } = await proxied({ idleMs: 1000, activeMs: 50, deadMs: 150 });
   try {
     proxy.frozen = true; // nothing gets through any more, but TCP stays up
     const frozenAt = performance.now();
@@ -162,8 +162,6 @@ test('a frozen peer is declared dead within the active heartbeat bound', async (
     assert.equal(closes[0]?.code, 'MESH_ERR_HEARTBEAT');
     assert.ok(took < 1500, `declared dead after ${Math.round(took)} ms`);
   } finally {
-    client.close();
-    await proxy.close();
-    await server.close();
+    await close();
   }
 });
