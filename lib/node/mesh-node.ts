@@ -114,6 +114,8 @@ export interface MeshNodeStats {
     readonly handlerErrors: number;
     /** Requests handed back to their broker (REFUSED) without running: every slot busy, the service withdrawn, the node draining, or left unpulled by a `requests()` loop. */
     readonly refused: number;
+    /** Requests that arrived with no time left (ttl 0: written late by a frozen or starved broker) and were answered MESH_ERR_TIMEOUT without running. */
+    readonly expired: number;
     /** Resent requests attached to the execution already running here (no second run). */
     readonly attached: number;
     /** Resent requests answered from the reply cache. */

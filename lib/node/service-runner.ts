@@ -141,6 +141,8 @@ export interface RunnerCounts {
   readonly handlerErrors: number;
   /** Requests handed back to their broker (REFUSED) without running: every slot busy, the service withdrawn or the node draining, or left unpulled by a `requests()` loop. */
   readonly refused: number;
+  /** Requests that arrived with no time left (ttl 0) and were answered MESH_ERR_TIMEOUT without running. */
+  readonly expired: number;
   /** Resent requests attached to the execution already running here. */
   readonly attached: number;
   /** Resent requests answered from the reply cache. */
@@ -162,6 +164,7 @@ export class ServiceRunner {
   #served = 0;
   #handlerErrors = 0;
   #refused = 0;
+  #expired = 0;
   #attached = 0;
   #replayed = 0;
 
@@ -180,7 +183,7 @@ export class ServiceRunner {
 
   /** The counters since this runner was made. */
   counts(): RunnerCounts {
-    return { served: this.#served, handlerErrors: this.#handlerErrors, refused: this.#refused, attached: this.#attached, replayed: this.#replayed, running: this.running };
+    return { served: this.#served, handlerErrors: this.#handlerErrors, refused: this.#refused, expired: this.#expired, attached: this.#attached, replayed: this.#replayed, running: this.running };
   }
 
   /**
@@ -274,6 +277,17 @@ export class ServiceRunner {
         this.#attached++;
         this.#extend(key, now + m.ttl);
       }
+      if (s) this.#grant(s);
+      return;
+    }
+    // Written to us after its attempt was over (its broker was frozen or
+    // starved between dispatching and writing it): the client has resent it,
+    // maybe to a worker that runs it now, so running it here too could run
+    // it twice without dup. Answered, never run.
+    if (m.ttl <= 0) {
+      this.#cache.abandon(key);
+      this.#expired++;
+      link.send({ type: 'ERROR', id: m.id, code: 'MESH_ERR_TIMEOUT', retryable: true, text: 'request reached the worker with no time left' });
       if (s) this.#grant(s);
       return;
     }

@@ -27,7 +27,7 @@ import { DEFAULT_MAX_PAYLOAD, EnvelopeCodec, maxEnvelopeLength } from './envelop
 import type { EncodedEnvelope } from './envelope-codec.ts';
 import { forEachPlaintext, SegmentReader } from './segments.ts';
 import { Heartbeat } from './heartbeat.ts';
-import type { Message } from './messages.ts';
+import type { Message, RequestMessage } from './messages.ts';
 
 /** The socket type FramedSocket owns (kept opaque above the framing layer). */
 export type RawSocket = ConstructorParameters<typeof FramedSocket>[0];
@@ -148,6 +148,11 @@ export class Connection {
   #handlers: ConnectionHandlers;
   #queue: EncodedEnvelope[] = [];
   #flushScheduled = false;
+  /** When this turn's batch began (its first send). */
+  #batchAt = 0;
+  /** The REQUESTs in this turn's batch and their places in #queue: their ttl counts down if the batch waits (#countDownTtls). */
+  readonly #requests: RequestMessage[] = [];
+  readonly #requestAt: number[] = [];
   /** Bytes of the envelopes in this turn's batch (not yet sealed). */
   #queuedBytes = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -300,11 +305,16 @@ export class Connection {
   send(message: Message): boolean {
     if (this.#closed || this.#framed.closed) return false;
     const envelope = this.#codec.encode(message, this.#peerMaxPayload);
+    if (message.type === 'REQUEST') {
+      this.#requests.push(message);
+      this.#requestAt.push(this.#queue.length);
+    }
     this.#queue.push(envelope);
     this.#queuedBytes += envelope.length;
     this.stats.messagesSent++;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
+      this.#batchAt = this.#now();
       setImmediate(this.#flush);
     }
     return true;
@@ -345,10 +355,13 @@ export class Connection {
     this.#queuedBytes = 0;
     if (this.#queue.length === 0 || this.#framed.closed) {
       this.#queue = [];
+      this.#requests.length = 0;
+      this.#requestAt.length = 0;
       return;
     }
     const queue = this.#queue;
     this.#queue = [];
+    if (this.#requests.length > 0) this.#countDownTtls(queue);
     // Each plaintext is packed into a reused buffer and sealed at once; the
     // ciphertext and its tag go out as two parts of one frame (no join).
     const frames: Array<readonly Uint8Array[]> = [];
@@ -365,6 +378,27 @@ export class Connection {
     this.stats.framesSent += frames.length;
     this.#framed.writeFrames(frames);
   };
+
+  /**
+   * A REQUEST's ttl is the time its attempt may still take when it is
+   * written. A batch is written at the end of the turn it was queued in; if
+   * that took over LAG_THRESHOLD ms (the process was frozen or starved in
+   * between), each REQUEST in it is encoded again with its ttl less the
+   * wait, 0 if that used it up: a broker frozen just after dispatching must
+   * not hand a worker, on waking, a copy its client has long resent
+   * elsewhere as one with time left (the worker does not run a ttl of 0).
+   */
+  #countDownTtls(queue: EncodedEnvelope[]): void {
+    const waited = this.#now() - this.#batchAt;
+    if (waited > LAG_THRESHOLD) {
+      for (let i = 0; i < this.#requests.length; i++) {
+        const m = this.#requests[i]!;
+        queue[this.#requestAt[i]!] = this.#codec.encode({ ...m, ttl: Math.max(0, m.ttl - Math.ceil(waited)) }, this.#peerMaxPayload);
+      }
+    }
+    this.#requests.length = 0;
+    this.#requestAt.length = 0;
+  }
 
   /** Called by the FramedSocket for every transport frame. */
   onFrame(frame: Buffer): void {
@@ -430,6 +464,8 @@ export class Connection {
     this.#closeError = error;
     this.#stopTimer();
     this.#queue = [];
+    this.#requests.length = 0;
+    this.#requestAt.length = 0;
     this.#queuedBytes = 0;
     this.#framed.close(error);
   }

@@ -19,7 +19,7 @@ test('a fresh node counts nothing and has one link up', async () => {
     const c = await mesh.node(client);
     assert.deepEqual(c.stats(), {
       client: { sent: 0, replied: 0, failed: {}, retries: 0, handbacks: 0, attemptsTimedOut: 0, pending: 0 },
-      worker: { served: 0, handlerErrors: 0, refused: 0, attached: 0, replayed: 0, running: 0 },
+      worker: { served: 0, handlerErrors: 0, refused: 0, expired: 0, attached: 0, replayed: 0, running: 0 },
       links: { known: 1, up: 1, healthy: 1 },
     });
   } finally {
@@ -43,7 +43,7 @@ test('replies, errors by code, retries and handler errors are counted on both si
     await assert.rejects(c.request('bad name!', 'x'), { code: 'MESH_ERR_CONFIG' });
     const stats = c.stats();
     assert.deepEqual(stats.client, { sent: 7, replied: 5, failed: { MESH_ERR_HANDLER: 1, MESH_ERR_NO_SERVICE: 1 }, retries: 1, handbacks: 0, attemptsTimedOut: 0, pending: 0 });
-    assert.deepEqual(w.stats().worker, { served: 5, handlerErrors: 1, refused: 0, attached: 0, replayed: 0, running: 0 });
+    assert.deepEqual(w.stats().worker, { served: 5, handlerErrors: 1, refused: 0, expired: 0, attached: 0, replayed: 0, running: 0 });
     assert.deepEqual(w.stats().client.sent, 0, 'the worker sent nothing');
   } finally {
     await mesh.close();

@@ -253,6 +253,26 @@ test('a resend of a finished request gets the reply replayed without running aga
   assert.deepEqual(replies(pool.link('A')).map((r) => [Buffer.from(r.payload).toString(), Buffer.from(r.to!).equals(OTHER_CLIENT)]), [['run 1', false], ['run 2', true]]);
 });
 
+test('a request that arrives with ttl 0 is answered MESH_ERR_TIMEOUT without running, its credit granted again; a resend with ttl 0 still attaches', async () => {
+  const { pool, runner } = setup('A');
+  const { calls, handler } = gated();
+  runner.add('echo', handler, { concurrency: 2 });
+  const a = pool.link('A');
+  runner.onRequest(a, req(1, { ttl: 0 }));
+  assert.equal(calls.length, 0, 'not run');
+  assert.deepEqual(errors(a).map((e) => [e.code, e.retryable, Buffer.from(e.id!).equals(req(1).id)]), [['MESH_ERR_TIMEOUT', true, true]]);
+  assert.equal(brokerCredits(a, 1), 2, 'the slot it did not use is granted again');
+  assert.equal(runner.counts().expired, 1);
+  // With time left it runs; a resend that comes with no time left attaches to it.
+  runner.onRequest(a, req(2));
+  runner.onRequest(a, req(2, { attempt: 2, dup: true, ttl: 0 }));
+  assert.equal(calls.length, 1);
+  calls[0]!.resolve('ran');
+  await flush();
+  assert.deepEqual(replies(a).map((r) => Buffer.from(r.payload).toString()), ['ran']);
+  assert.equal(runner.counts().expired, 1);
+});
+
 test('a handler error is cached like a reply and replayed to a resend', async () => {
   const { pool, runner } = setup('A');
   let runs = 0;

@@ -120,6 +120,35 @@ test('idle connections ping and stay up; close() is idempotent and reports a cle
   }
 });
 
+test('a REQUEST written late (the process was busy after queueing it) carries its ttl less the wait; 0 once the wait used it up', async () => {
+  const { server, client } = await pair('node', 'node');
+  try {
+    const busy = (ms: number): void => {
+      const until = performance.now() + ms;
+      while (performance.now() < until);
+    };
+    const sentAt = performance.now();
+    client.send({ ...request(Buffer.from('a'), 1), ttl: 300 });
+    client.send({ type: 'PING' }); // not a REQUEST: written as it is
+    client.send({ ...request(Buffer.from('b'), 2), ttl: 1000 });
+    busy(120); // the batch is written at the end of this turn, 120 ms on
+    const requests = (): RequestMessage[] => server.messages.filter((m) => m.message.type === 'REQUEST').map((m) => m.message as RequestMessage);
+    await server.until(() => requests().length >= 2, 5000, 'the batch');
+    const elapsed = performance.now() - sentAt;
+    const ttls = requests().map((m) => m.ttl);
+    assert.equal(ttls.length, 2);
+    assert.ok(ttls[0]! <= 180 && ttls[0]! >= 300 - Math.ceil(elapsed), `ttl ${ttls[0]} after a wait of at least 120 ms`);
+    assert.ok(ttls[1]! <= 880 && ttls[1]! >= 1000 - Math.ceil(elapsed), `ttl ${ttls[1]}`);
+    client.send({ ...request(Buffer.from('c'), 3), ttl: 100 });
+    busy(150);
+    await server.until(() => requests().length >= 3, 5000, 'the late one');
+    assert.equal(requests()[2]!.ttl, 0, 'a wait past the ttl leaves none');
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
 test('a dead verdict waits for the input that has already arrived: a PONG sitting unread after a busy turn keeps the connection up', async () => {
   const { proxy, client, closes, close } = await proxied({ idleMs: 5000, activeMs: 100, deadMs: 600 });
   try {
