@@ -148,11 +148,10 @@ export class Connection {
   #handlers: ConnectionHandlers;
   #queue: EncodedEnvelope[] = [];
   #flushScheduled = false;
-  /** When this turn's batch began (its first send). */
-  #batchAt = 0;
-  /** The REQUESTs in this turn's batch and their places in #queue: their ttl counts down if the batch waits (#countDownTtls). */
+  /** The REQUESTs in this turn's batch, their places in #queue and when each was sent: their ttl counts down if they wait (#countDownTtls). */
   readonly #requests: RequestMessage[] = [];
   readonly #requestAt: number[] = [];
+  readonly #requestSentAt: number[] = [];
   /** Bytes of the envelopes in this turn's batch (not yet sealed). */
   #queuedBytes = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -304,17 +303,20 @@ export class Connection {
    */
   send(message: Message): boolean {
     if (this.#closed || this.#framed.closed) return false;
+    // The clock is read before the encoding: a process frozen while it
+    // encodes has its REQUEST's ttl counted down all the same.
+    const sentAt = message.type === 'REQUEST' ? this.#now() : 0;
     const envelope = this.#codec.encode(message, this.#peerMaxPayload);
     if (message.type === 'REQUEST') {
       this.#requests.push(message);
       this.#requestAt.push(this.#queue.length);
+      this.#requestSentAt.push(sentAt);
     }
     this.#queue.push(envelope);
     this.#queuedBytes += envelope.length;
     this.stats.messagesSent++;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      this.#batchAt = this.#now();
       setImmediate(this.#flush);
     }
     return true;
@@ -355,8 +357,7 @@ export class Connection {
     this.#queuedBytes = 0;
     if (this.#queue.length === 0 || this.#framed.closed) {
       this.#queue = [];
-      this.#requests.length = 0;
-      this.#requestAt.length = 0;
+      this.#clearRequests();
       return;
     }
     const queue = this.#queue;
@@ -381,23 +382,28 @@ export class Connection {
 
   /**
    * A REQUEST's ttl is the time its attempt may still take when it is
-   * written. A batch is written at the end of the turn it was queued in; if
-   * that took over LAG_THRESHOLD ms (the process was frozen or starved in
-   * between), each REQUEST in it is encoded again with its ttl less the
-   * wait, 0 if that used it up: a broker frozen just after dispatching must
-   * not hand a worker, on waking, a copy its client has long resent
+   * written. A batch is written at the end of the turn it was queued in; a
+   * REQUEST that waited over LAG_THRESHOLD ms since its send (the process
+   * was frozen or starved in between) is encoded again with its ttl less
+   * the wait, 0 if that used it up: a broker frozen just after dispatching
+   * must not hand a worker, on waking, a copy its client has long resent
    * elsewhere as one with time left (the worker does not run a ttl of 0).
    */
   #countDownTtls(queue: EncodedEnvelope[]): void {
-    const waited = this.#now() - this.#batchAt;
-    if (waited > LAG_THRESHOLD) {
-      for (let i = 0; i < this.#requests.length; i++) {
-        const m = this.#requests[i]!;
-        queue[this.#requestAt[i]!] = this.#codec.encode({ ...m, ttl: Math.max(0, m.ttl - Math.ceil(waited)) }, this.#peerMaxPayload);
-      }
+    const now = this.#now();
+    for (let i = 0; i < this.#requests.length; i++) {
+      const waited = now - this.#requestSentAt[i]!;
+      if (waited <= LAG_THRESHOLD) continue;
+      const m = this.#requests[i]!;
+      queue[this.#requestAt[i]!] = this.#codec.encode({ ...m, ttl: Math.max(0, m.ttl - Math.ceil(waited)) }, this.#peerMaxPayload);
     }
+    this.#clearRequests();
+  }
+
+  #clearRequests(): void {
     this.#requests.length = 0;
     this.#requestAt.length = 0;
+    this.#requestSentAt.length = 0;
   }
 
   /** Called by the FramedSocket for every transport frame. */
@@ -464,8 +470,7 @@ export class Connection {
     this.#closeError = error;
     this.#stopTimer();
     this.#queue = [];
-    this.#requests.length = 0;
-    this.#requestAt.length = 0;
+    this.#clearRequests();
     this.#queuedBytes = 0;
     this.#framed.close(error);
   }
