@@ -41,7 +41,8 @@ export interface IncomingRequest {
   /**
    * The request's ttl when it arrived, ms: the time the attempt that brought
    * it may still take (for the client's last attempt, the time left until
-   * its deadline).
+   * its deadline). Always more than 0: a request that arrives with none is
+   * answered MESH_ERR_TIMEOUT without running (`stats().worker.expired`).
    */
   readonly ttl: number;
   /**
