@@ -307,6 +307,8 @@ export class Connection {
     // encodes has its REQUEST's ttl counted down all the same.
     const sentAt = message.type === 'REQUEST' ? this.#now() : 0;
     const envelope = this.#codec.encode(message, this.#peerMaxPayload);
+    // Recorded only once the encoding succeeded (it throws for a payload
+    // over the peer's limit), so #requestAt stays aligned with #queue.
     if (message.type === 'REQUEST') {
       this.#requests.push(message);
       this.#requestAt.push(this.#queue.length);
